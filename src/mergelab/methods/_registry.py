@@ -1,0 +1,136 @@
+"""The merge-method registry: every method is one pure function registered by a decorator.
+
+A method function has the signature::
+
+    fn(base: Tensor | None, tensors: list[Tensor], *, <params>) -> Tensor
+
+- ``base`` is the base model's tensor (``None`` when the method has no base or none was given),
+  ``tensors`` the other models' tensors in recipe order, all already upcast to the compute dtype
+  on the compute device and of equal shape (``passthrough`` gets exactly one).
+- Every parameter arrives resolved for the current tensor: a per-model parameter as a list
+  aligned with ``tensors``, a global one as a scalar. A parameter whose recipe key is a Python
+  keyword is passed with a trailing underscore (``lambda`` -> ``lambda_``).
+- Randomised methods declare ``randomized=True`` and receive ``generators``: one
+  ``torch.Generator`` per entry of ``tensors``, seeded from (recipe seed, tensor name, model
+  index) by the engine, so results do not depend on job order or thread count.
+- No I/O, logging, casting or global state. The result has ``tensors[0]``'s shape.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+BaseUse = Literal["required", "optional", "ignored", "none"]
+ParamKind = Literal["float", "int", "bool", "str", "bool_or_str"]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a merge method, as it appears in a recipe."""
+
+    name: str
+    kind: ParamKind = "float"
+    default: Any = REQUIRED
+    per_model: bool = False
+    doc: str = ""
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def kwarg(self) -> str:
+        """The keyword the method function receives this parameter under."""
+        return self.name + "_" if keyword.iskeyword(self.name) else self.name
+
+
+MethodFn = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """A registered merge method: the function plus what the planner needs to call it."""
+
+    name: str
+    func: MethodFn
+    base: BaseUse
+    params: tuple[Param, ...]
+    summary: str
+    paper: str
+    min_models: int = 1
+    max_models: int | None = None
+    randomized: bool = False
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+
+_REGISTRY: dict[str, MergeMethod] = {}
+
+
+def merge_method(
+    name: str,
+    *,
+    base: BaseUse,
+    params: tuple[Param, ...] = (),
+    summary: str,
+    paper: str = "",
+    min_models: int = 1,
+    max_models: int | None = None,
+    randomized: bool = False,
+) -> Callable[[MethodFn], MethodFn]:
+    """Register ``fn`` as merge method ``name`` (see the module docstring for the contract)."""
+
+    def register(fn: MethodFn) -> MethodFn:
+        if name in _REGISTRY:
+            raise ValueError(f"merge method {name!r} is registered twice")
+        _REGISTRY[name] = MergeMethod(
+            name=name,
+            func=fn,
+            base=base,
+            params=params,
+            summary=summary,
+            paper=paper,
+            min_models=min_models,
+            max_models=max_models,
+            randomized=randomized,
+        )
+        return fn
+
+    return register
+
+
+def get_method(name: str) -> MergeMethod:
+    """The registered method ``name``; raises ``KeyError`` when there is none."""
+    _load_builtin_methods()
+    return _REGISTRY[name]
+
+
+def all_methods() -> dict[str, MergeMethod]:
+    """Every registered method by name, sorted."""
+    _load_builtin_methods()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def _load_builtin_methods() -> None:
+    import mergelab.methods  # noqa: F401  (importing the package registers the built-ins)
