@@ -11,6 +11,7 @@ import logging
 import sys
 from importlib import import_module
 
+import click
 import typer
 from rich.console import Console
 
@@ -40,6 +41,7 @@ COMMAND_MODULES = (
 )
 
 _verbosity = {"level": 0}
+_INTERRUPTED = "[bold red]interrupted:[/] stopped by the user; no partial output was kept"
 
 
 @app.callback()
@@ -66,31 +68,37 @@ def _register_commands() -> None:
         module.register(app)
 
 
+_GLOBAL_FLAGS = ("-v", "-vv", "-vvv", "--verbose", "-q", "--quiet")
+
+
+def _global_flags_first(argv: list[str]) -> list[str]:
+    """Let -v/-q stand anywhere on the command line (``mergelab merge r.yml out -v``)."""
+    flags = [a for a in argv if a in _GLOBAL_FLAGS]
+    return flags + [a for a in argv if a not in _GLOBAL_FLAGS]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     _register_commands()
+    argv = _global_flags_first(list(sys.argv[1:] if argv is None else argv))
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except MergelabError as exc:
         if _verbosity["level"] > 0:
             err.print_exception()
         err.print(f"[bold red]error:[/] {exc}", markup=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("[bold red]interrupted:[/] stopped by the user; no partial output was kept")
-        sys.exit(130)
-    except typer.Exit as exc:
+        code = 130
+    except click.ClickException as exc:  # usage errors: bad option, missing argument
+        exc.show()
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except click.exceptions.Abort:
         sys.exit(1)
-    except Exception as click_exc:  # click usage errors carry their own exit code
-        code = getattr(click_exc, "exit_code", None)
-        if code is None:
-            raise
-        show = getattr(click_exc, "show", None)
-        if show is not None:
-            show()
+    if isinstance(code, int) and code != 0:  # typer returns exit codes when not standalone
+        if code == 130:
+            err.print(_INTERRUPTED)
         sys.exit(code)
 
 

@@ -51,12 +51,6 @@ class SearchError(MergelabError):
     """An evolutionary search cannot continue (too many failed trials, bad storage)."""
 
 
-class Interrupted(MergelabError):
-    """The user interrupted a run (Ctrl-C); partial output was removed."""
-
-    exit_code = 130
-
-
 def join_problems(title: str, problems: list[str]) -> str:
     """One message listing every problem: ``title: p1; p2; ...`` (kept on one line)."""
     return f"{title}: " + "; ".join(problems)
