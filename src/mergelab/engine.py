@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,13 +18,22 @@ from typing import Protocol
 
 import torch
 
-from mergelab.checkpoint import Checkpoint
+from mergelab.checkpoint import TensorInfo
 from mergelab.errors import NonFiniteError
 from mergelab.methods import MergeMethod, get_method
 from mergelab.plan import InputRef, TensorJob
 from mergelab.progress import progress
 from mergelab.units import format_size
 from mergelab.vocab import merge_rows
+
+
+class TensorSource(Protocol):
+    """Anything the engine reads tensors from: a checkpoint, a task-vector artifact."""
+
+    @property
+    def tensors(self) -> Mapping[str, TensorInfo]: ...
+
+    def read(self, name: str) -> torch.Tensor: ...
 
 
 class Sink(Protocol):
@@ -76,14 +85,18 @@ def tensor_seed(seed: int, tensor_name: str, model: int) -> int:
 
 def run(
     jobs: Sequence[TensorJob],
-    checkpoints: Sequence[Checkpoint],
+    checkpoints: Sequence[TensorSource],
     sink: Sink,
     options: EngineOptions = EngineOptions(),
     *,
     model_names: Sequence[str] | None = None,
 ) -> None:
     """Execute ``jobs`` in order, reading from ``checkpoints`` and writing to ``sink``."""
-    names = list(model_names) if model_names is not None else [str(c.path) for c in checkpoints]
+    names = (
+        list(model_names)
+        if model_names is not None
+        else [f"input {i}" for i in range(len(checkpoints))]
+    )
     reader = _Reader(checkpoints, names, options)
     total_bytes = sum(job.nbytes for job in jobs)
     written = 0
@@ -133,7 +146,7 @@ class _Reader:
     """Reads a job's tensors and upcasts them to the compute dtype on the compute device."""
 
     def __init__(
-        self, checkpoints: Sequence[Checkpoint], names: list[str], options: EngineOptions
+        self, checkpoints: Sequence[TensorSource], names: list[str], options: EngineOptions
     ) -> None:
         self.checkpoints = checkpoints
         self.names = names
@@ -155,6 +168,8 @@ class _Reader:
 
 
 def _compute(job: TensorJob, tensors: list[torch.Tensor], options: EngineOptions) -> torch.Tensor:
+    if job.combine is not None:
+        return job.combine(tensors)
     method = get_method(job.method)
     base = tensors[0] if job.base is not None else None
     inputs = tensors[1:] if job.base is not None else tensors

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,9 +41,18 @@ class InputRef:
     name: str
 
 
+Combine = Callable[[list[torch.Tensor]], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class TensorJob:
-    """Everything the engine needs to produce one output tensor."""
+    """Everything the engine needs to produce one output tensor.
+
+    A job either runs the registered merge ``method`` on ``base`` and ``inputs`` with
+    ``params``, or, when ``combine`` is given, calls ``combine(tensors)`` on the read tensors
+    (base first when there is one); ``method`` then only labels the job (MoE stacking,
+    task-vector application, layer scaling).
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -53,6 +62,7 @@ class TensorJob:
     inputs: tuple[InputRef, ...]
     params: dict[str, Any]
     vocab: VocabPlan | None = None
+    combine: Combine | None = None
 
     @property
     def nbytes(self) -> int:
