@@ -1,0 +1,47 @@
+"""DELLA sparsification with a plain weighted sum (no sign election).
+
+Paper: Deep et al. 2024, https://arxiv.org/abs/2406.11617. Same magnitude-ranked random
+drop as ``della``; the surviving, rescaled task vectors are weighted and added to the base.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mergelab.methods._registry import merge_method
+from mergelab.methods._rescale import rescale_mode
+from mergelab.methods._sparsify import della
+from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
+
+
+@merge_method(
+    "della_linear",
+    base="required",
+    params=task_params(normalize=False, rescale=True, epsilon=True),
+    summary="drop entries with magnitude-ranked probabilities (DELLA), add them to the base",
+    paper="https://arxiv.org/abs/2406.11617",
+    randomized=True,
+)
+def della_linear(
+    base: torch.Tensor,
+    tensors: list[torch.Tensor],
+    *,
+    weight: list[float],
+    density: list[float],
+    epsilon: list[float],
+    lambda_: float = 1.0,
+    normalize: bool = False,
+    rescale: bool | str = True,
+    int8_mask: bool = False,
+    generators: list[torch.Generator],
+) -> torch.Tensor:
+    mode = rescale_mode(rescale)
+    return merge_task_vectors(
+        base,
+        tensors,
+        weight=weight,
+        sparsify=lambda d, i: della(d, density[i], epsilon[i], mode, generators[i]),
+        sign_election=False,
+        normalize=normalize,
+        lambda_=lambda_,
+    )

@@ -1,0 +1,43 @@
+"""Task arithmetic: add weighted task vectors to the base (Ilharco et al. 2023).
+
+Paper: https://arxiv.org/abs/2212.04089. ``b + lambda * sum_i w_i (x_i - b)``; with
+``normalize`` the sum is divided by ``sum_i w_i``. A negative weight subtracts a task
+(forgetting). ``density`` and ``rescale`` are accepted because mergekit accepts them; they
+change nothing here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mergelab.methods._registry import merge_method
+from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
+
+
+@merge_method(
+    "task_arithmetic",
+    base="required",
+    params=task_params(normalize=False, rescale=False, sparsified=False),
+    summary="add weighted task vectors (model - base) to the base",
+    paper="https://arxiv.org/abs/2212.04089",
+)
+def task_arithmetic(
+    base: torch.Tensor,
+    tensors: list[torch.Tensor],
+    *,
+    weight: list[float],
+    density: list[float],
+    lambda_: float = 1.0,
+    normalize: bool = False,
+    rescale: bool | str = False,
+    int8_mask: bool = False,
+) -> torch.Tensor:
+    return merge_task_vectors(
+        base,
+        tensors,
+        weight=weight,
+        sparsify=None,
+        sign_election=False,
+        normalize=normalize,
+        lambda_=lambda_,
+    )
