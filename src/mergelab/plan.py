@@ -451,6 +451,12 @@ class _Planner:
             else:
                 values[p.kwarg] = self._value(p, tensor, t, scopes, None)
         self._check_normalizable(tensor, values)
+        resolved = all(
+            v is not None and (not isinstance(v, list) or None not in v) for v in values.values()
+        )
+        if self.method.validate is not None and resolved:
+            for problem in self.method.validate(values):
+                self._problem_once(problem)
         return values
 
     def _value(

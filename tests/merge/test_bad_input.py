@@ -386,3 +386,19 @@ def test_dry_run_reads_no_tensor_data(
     assert "estimated peak memory" in text
     assert "linear x" in text
     assert not out.exists()
+
+
+def test_della_parameter_conflict_is_reported_before_reading(
+    tiny_zoo: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = {
+        "merge_method": "della",
+        "base_model": str(tiny_zoo["base"]),
+        "models": [
+            {"model": str(tiny_zoo["a"]), "parameters": {"weight": 1.0, "density": 0.9}},
+        ],
+        "parameters": {"epsilon": 0.2},
+    }
+    out = tmp_path / "out"
+    code, err = run_cli(["merge", str(write_recipe(tmp_path / "r.yml", recipe)), str(out)], capsys)
+    assert_failed_cleanly(code, err, out, [], [], "density=0.9", "epsilon=0.2")

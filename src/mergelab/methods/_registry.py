@@ -14,6 +14,9 @@ A method function has the signature::
   ``torch.Generator`` per entry of ``tensors``, seeded from (recipe seed, tensor name, model
   index) by the engine, so results do not depend on job order or thread count.
 - No I/O, logging, casting or global state. The result has ``tensors[0]``'s shape.
+- A method whose parameters constrain each other declares ``validate``: it receives the
+  resolved keyword arguments of one tensor and returns the problems, so the planner reports
+  them before any tensor is read.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class Param:
 
 
 MethodFn = Callable[..., torch.Tensor]
+# resolved parameters of one tensor -> problems (empty when fine), checked before any read
+Validator = Callable[[dict[str, Any]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class MergeMethod:
     min_models: int = 1
     max_models: int | None = None
     randomized: bool = False
+    validate: Validator | None = None
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -98,6 +104,7 @@ def merge_method(
     min_models: int = 1,
     max_models: int | None = None,
     randomized: bool = False,
+    validate: Validator | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn`` as merge method ``name`` (see the module docstring for the contract)."""
 
@@ -114,6 +121,7 @@ def merge_method(
             min_models=min_models,
             max_models=max_models,
             randomized=randomized,
+            validate=validate,
         )
         return fn
 

@@ -24,6 +24,8 @@ one-entry row ``p = density`` (mergekit: NaN).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from mergelab.errors import ConfigError
@@ -64,6 +66,19 @@ def random(
     u = torch.rand(delta.shape, generator=generator, dtype=delta.dtype, device=delta.device)
     kept = torch.where(u < density, delta, 0.0)
     return rescale_kept(delta, kept, rescale, density)
+
+
+def della_problems(params: dict[str, Any]) -> list[str]:
+    """The planner's check of DELLA's ``0 < density - epsilon`` and ``density + epsilon < 1``."""
+    problems = []
+    for density, epsilon in zip(params["density"], params["epsilon"], strict=True):
+        if 0.0 < density < 1.0 and not (density - epsilon > 0.0 and density + epsilon < 1.0):
+            problems.append(
+                f"della needs 0 < density - epsilon and density + epsilon < 1, got "
+                f"density={density} and epsilon={epsilon}; lower epsilon or move density "
+                "towards 0.5"
+            )
+    return problems
 
 
 def della(

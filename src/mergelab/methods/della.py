@@ -14,6 +14,7 @@ import torch
 from mergelab.methods._registry import merge_method
 from mergelab.methods._rescale import rescale_mode
 from mergelab.methods._sparsify import della as della_sparsify
+from mergelab.methods._sparsify import della_problems
 from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
 
 
@@ -24,6 +25,7 @@ from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
     summary="drop entries with magnitude-ranked probabilities (DELLA), TIES sign election",
     paper="https://arxiv.org/abs/2406.11617",
     randomized=True,
+    validate=della_problems,
 )
 def della(
     base: torch.Tensor,

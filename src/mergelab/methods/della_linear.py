@@ -10,7 +10,7 @@ import torch
 
 from mergelab.methods._registry import merge_method
 from mergelab.methods._rescale import rescale_mode
-from mergelab.methods._sparsify import della
+from mergelab.methods._sparsify import della, della_problems
 from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
 
 
@@ -21,6 +21,7 @@ from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
     summary="drop entries with magnitude-ranked probabilities (DELLA), add them to the base",
     paper="https://arxiv.org/abs/2406.11617",
     randomized=True,
+    validate=della_problems,
 )
 def della_linear(
     base: torch.Tensor,
