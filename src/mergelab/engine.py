@@ -26,6 +26,8 @@ from mergelab.progress import progress
 from mergelab.units import format_size
 from mergelab.vocab import merge_rows
 
+CHUNK_ELEMENTS = 4 * 2**20  # elementwise methods compute blocks of about this many entries
+
 
 class TensorSource(Protocol):
     """Anything the engine reads tensors from: a checkpoint, a task-vector artifact."""
@@ -73,6 +75,7 @@ class EngineOptions:
     seed: int = 0
     allow_nonfinite: bool = False
     prefetch: int = 2
+    prefetch_bytes: int = 512 * 2**20
     write_depth: int = 2
     show_progress: bool = True
 
@@ -106,44 +109,97 @@ def run(
         ThreadPoolExecutor(1, thread_name_prefix="mergelab-write") as write_pool,
         progress("merging", len(jobs) if options.show_progress else None) as bar,
     ):
-        pending_reads: deque[Future[list[torch.Tensor]]] = deque()
+        # (job, its tensors, bytes they hold in memory) for the jobs read ahead
+        pending_reads: deque[tuple[Future[list[torch.Tensor]], int]] = deque()
         pending_writes: deque[Future[None]] = deque()
         upcoming = iter(jobs)
+        peeked: list[TensorJob] = []
 
-        def schedule_read() -> None:
-            job = next(upcoming, None)
-            if job is not None:
-                pending_reads.append(read_pool.submit(reader.read, job))
+        def schedule_reads() -> None:
+            """Read ahead while the jobs in flight hold less than the prefetch budget."""
+            while len(pending_reads) < options.prefetch:
+                job = peeked.pop() if peeked else next(upcoming, None)
+                if job is None:
+                    return
+                held = sum(cost for _, cost in pending_reads)
+                cost = reader.resident_bytes(job)
+                if pending_reads and held + cost > options.prefetch_bytes:
+                    peeked.append(job)
+                    return
+                pending_reads.append((read_pool.submit(reader.read, job), cost))
 
         try:
-            for _ in range(max(1, options.prefetch)):
-                schedule_read()
+            schedule_reads()
             for job in jobs:
-                tensors = pending_reads.popleft().result()
-                schedule_read()
-                result = _compute(job, tensors, options)
-                if not options.allow_nonfinite and not bool(torch.isfinite(result).all()):
-                    raise NonFiniteError(
-                        f"the merged tensor {job.name} holds NaN or Inf ({job.method}); check "
-                        "the parameters, or pass --allow-nonfinite to write it anyway"
-                    )
-                out = result.to(dtype=job.dtype, device="cpu")
-                del result, tensors
+                tensors = pending_reads.popleft()[0].result()
+                schedule_reads()
+                out = _produce(job, tensors, options, reader)
+                del tensors
                 while len(pending_writes) >= options.write_depth:
                     pending_writes.popleft().result()
                 pending_writes.append(write_pool.submit(sink.write, job.name, out))
+                del out
                 written += job.nbytes
                 bar.advance(1, info=f"{format_size(written)} / {format_size(total_bytes)}")
             while pending_writes:
                 pending_writes.popleft().result()
         except BaseException:
-            for fut in list(pending_reads) + list(pending_writes):
+            for fut, _ in pending_reads:
                 fut.cancel()
+            for wfut in pending_writes:
+                wfut.cancel()
             raise
 
 
+def _produce(
+    job: TensorJob, tensors: list[torch.Tensor], options: EngineOptions, reader: _Reader
+) -> torch.Tensor:
+    """The job's output tensor on the CPU in its output dtype, checked for NaN/Inf."""
+    if not reader.chunked(job):
+        result = _compute(job, tensors, options)
+        _check_output(job, result, options)
+        return result.to(dtype=job.dtype, device="cpu")
+    # elementwise methods run block by block over the first dimension, so memory holds one
+    # block of each input in the compute dtype, never whole upcast tensors
+    out = torch.empty(job.shape, dtype=job.dtype)
+    rows = max(1, CHUNK_ELEMENTS // max(1, _numel(job.shape[1:])))
+    for start in range(0, job.shape[0], rows):
+        block = [reader.upcast(t[start : start + rows]) for t in tensors]
+        result = _compute(job, block, options)
+        if not options.allow_nonfinite and not all_finite(result):
+            # a NaN or Inf entry of an input reaches the output of an elementwise method:
+            # name the input, or the method when every input is finite
+            for position, tensor in enumerate(block):
+                reader.check_input(job, position, tensor)
+            _check_output(job, result, options)
+        out[start : start + rows] = result.to(dtype=job.dtype, device="cpu")
+    return out
+
+
+def _check_output(job: TensorJob, result: torch.Tensor, options: EngineOptions) -> None:
+    if not options.allow_nonfinite and not all_finite(result):
+        raise NonFiniteError(
+            f"the merged tensor {job.name} holds NaN or Inf ({job.method}); check "
+            "the parameters, or pass --allow-nonfinite to write it anyway"
+        )
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """True when no entry is NaN or Inf: one cheap sum, a full check only if the sum is not
+    finite (a NaN or Inf entry makes the sum NaN or Inf; so can overflow, hence the check)."""
+    if tensor.numel() == 0 or not tensor.is_floating_point():
+        return True
+    if bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
 class _Reader:
-    """Reads a job's tensors and upcasts them to the compute dtype on the compute device."""
+    """Reads a job's tensors; upcasts them to the compute dtype on the compute device.
+
+    Jobs of elementwise methods (see :meth:`chunked`) get the raw, memory-mapped tensors
+    instead, upcast block by block while they compute.
+    """
 
     def __init__(
         self, checkpoints: Sequence[TensorSource], names: list[str], options: EngineOptions
@@ -152,19 +208,38 @@ class _Reader:
         self.names = names
         self.options = options
 
+    def chunked(self, job: TensorJob) -> bool:
+        if job.combine is not None or job.vocab is not None or len(job.shape) == 0:
+            return False
+        return get_method(job.method).elementwise and _numel(job.shape) > CHUNK_ELEMENTS
+
+    def resident_bytes(self, job: TensorJob) -> int:
+        """Memory a read-ahead job holds: upcast copies, or nothing for mapped raw tensors."""
+        if self.chunked(job):
+            return 0
+        return sum(_numel(self.checkpoints[r.model].tensors[r.name].shape) * 4 for r in job.reads())
+
     def read(self, job: TensorJob) -> list[torch.Tensor]:
-        out = []
-        for ref in job.reads():
-            raw = self.checkpoints[ref.model].read(ref.name)
-            compute = torch.float64 if raw.dtype == torch.float64 else torch.float32
-            tensor = raw.to(device=self.options.device, dtype=compute, copy=True)
-            if not self.options.allow_nonfinite and not bool(torch.isfinite(tensor).all()):
-                raise NonFiniteError(
-                    f"input tensor {ref.name} of {self.names[ref.model]} holds NaN or Inf; "
-                    "repair that checkpoint, or pass --allow-nonfinite to merge anyway"
-                )
-            out.append(tensor)
-        return out
+        raws = [self.checkpoints[ref.model].read(ref.name) for ref in job.reads()]
+        if self.chunked(job):
+            return raws
+        tensors = [self.upcast(raw) for raw in raws]
+        if not self.options.allow_nonfinite:
+            for position, tensor in enumerate(tensors):
+                self.check_input(job, position, tensor)
+        return tensors
+
+    def upcast(self, raw: torch.Tensor) -> torch.Tensor:
+        compute = torch.float64 if raw.dtype == torch.float64 else torch.float32
+        return raw.to(device=self.options.device, dtype=compute, copy=True)
+
+    def check_input(self, job: TensorJob, position: int, tensor: torch.Tensor) -> None:
+        if not all_finite(tensor):
+            ref = job.reads()[position]
+            raise NonFiniteError(
+                f"input tensor {ref.name} of {self.names[ref.model]} holds NaN or Inf; "
+                "repair that checkpoint, or pass --allow-nonfinite to merge anyway"
+            )
 
 
 def _compute(job: TensorJob, tensors: list[torch.Tensor], options: EngineOptions) -> torch.Tensor:
@@ -223,3 +298,10 @@ def _intra_op_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n

@@ -183,3 +183,24 @@ def test_thread_count_does_not_change_results(tiny_zoo: dict[str, Path], threads
     result = merge_state_dict(recipe, seed=3, threads=threads)
     for name in reference:
         assert torch.equal(reference[name], result[name])
+
+
+def test_blockwise_engine_path_matches_whole_tensors(
+    tiny_zoo: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mergelab import engine
+
+    recipe = {
+        "merge_method": "task_arithmetic",
+        "base_model": str(tiny_zoo["base"]),
+        "models": [
+            {"model": str(tiny_zoo["a"]), "parameters": {"weight": 0.6}},
+            {"model": str(tiny_zoo["b"]), "parameters": {"weight": 0.3}},
+        ],
+        "dtype": "bfloat16",
+    }
+    whole = merge_state_dict(recipe)
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 100)  # every tensor runs in blocks
+    blocks = merge_state_dict(recipe)
+    for name in whole:
+        assert torch.equal(whole[name], blocks[name]), name

@@ -17,6 +17,8 @@ A method function has the signature::
 - A method whose parameters constrain each other declares ``validate``: it receives the
   resolved keyword arguments of one tensor and returns the problems, so the planner reports
   them before any tensor is read.
+- A method whose every output entry depends only on the same entry of its inputs declares
+  ``elementwise=True``; the engine may then run it block by block over a large tensor.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class MergeMethod:
     max_models: int | None = None
     randomized: bool = False
     validate: Validator | None = None
+    elementwise: bool = False
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -105,6 +108,7 @@ def merge_method(
     max_models: int | None = None,
     randomized: bool = False,
     validate: Validator | None = None,
+    elementwise: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn`` as merge method ``name`` (see the module docstring for the contract)."""
 
@@ -122,6 +126,7 @@ def merge_method(
             max_models=max_models,
             randomized=randomized,
             validate=validate,
+            elementwise=elementwise,
         )
         return fn
 

@@ -15,6 +15,7 @@ from mergelab.methods._registry import Param, merge_method
 @merge_method(
     "linear",
     base="ignored",
+    elementwise=True,
     params=(
         Param("weight", per_model=True, doc="weight w_i of the model (may be negative)"),
         Param("normalize", kind="bool", default=True, doc="divide by the sum of the weights"),

@@ -16,6 +16,7 @@ from mergelab.methods._registry import Param, merge_method
 @merge_method(
     "nearswap",
     base="required",
+    elementwise=True,
     params=(Param("t", doc="similarity threshold: differences up to t are swapped", low=0.0),),
     summary="swap in the other model's values where they are within t of the base's",
     paper="https://huggingface.co/alchemonaut/QuartetAnemoi-70B-t0.0001",

@@ -14,6 +14,7 @@ from mergelab.methods._registry import Param, merge_method
 @merge_method(
     "passthrough",
     base="none",
+    elementwise=True,
     params=(
         Param("scale", default=1.0, per_model=True, doc="factor applied to the copied tensor"),
     ),

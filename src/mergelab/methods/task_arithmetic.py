@@ -17,6 +17,7 @@ from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
 @merge_method(
     "task_arithmetic",
     base="required",
+    elementwise=True,
     params=task_params(normalize=False, rescale=False, sparsified=False),
     summary="add weighted task vectors (model - base) to the base",
     paper="https://arxiv.org/abs/2212.04089",
