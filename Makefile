@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -n 2 -q
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n 2 -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
