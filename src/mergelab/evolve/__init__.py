@@ -1,0 +1,33 @@
+"""Evolutionary merging: search merge recipes against evaluators (``mergelab evolve``).
+
+Akiba et al., "Evolutionary Optimization of Model Merging Recipes" (arXiv 2403.13187),
+parameter space: per-layer-group merge parameters of each source, searched with optuna's
+CMA-ES (one objective), NSGA-II (several) or TPE; trials merge in memory into one live
+model; the study resumes after a crash and can be shared by several processes or machines.
+"""
+
+from __future__ import annotations
+
+from mergelab.evolve.config import (
+    BudgetSpec,
+    EvolveConfig,
+    GenomeSpec,
+    ObjectiveSpec,
+    load_evolve_config,
+)
+from mergelab.evolve.run import EvolveResult, evolve
+from mergelab.evolve.space import Candidate, GeneTable, LiveModel, SearchSpace
+
+__all__ = [
+    "BudgetSpec",
+    "Candidate",
+    "EvolveConfig",
+    "EvolveResult",
+    "GeneTable",
+    "GenomeSpec",
+    "LiveModel",
+    "ObjectiveSpec",
+    "SearchSpace",
+    "evolve",
+    "load_evolve_config",
+]
