@@ -11,8 +11,9 @@ from __future__ import annotations
 from mergelab.moe.build import MoeResult, build_moe
 from mergelab.moe.config import ExpertConfig, MoeConfig, load_moe_config
 from mergelab.moe.family import SUPPORTED_FAMILIES
+from mergelab.moe.heldout import HeldOut, held_out_prompts
 from mergelab.moe.plan import MoePlan, plan_moe
-from mergelab.moe.report import HeldOut, RoutingReport, held_out_prompts, routing_report
+from mergelab.moe.report import RoutingReport, routing_report
 from mergelab.moe.router import router_weights
 
 __all__ = [

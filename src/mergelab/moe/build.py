@@ -20,9 +20,10 @@ from mergelab import engine
 from mergelab.checkpoint import TensorInfo
 from mergelab.errors import ConfigError, OutputError
 from mergelab.moe.conditioning import condition_number, conditioning_warnings
+from mergelab.moe.heldout import held_out_prompts
 from mergelab.moe.output import write_model_card, write_support_files
 from mergelab.moe.plan import MoePlan, MoeSource, plan_moe
-from mergelab.moe.report import RoutingReport, held_out_prompts, routing_report
+from mergelab.moe.report import RoutingReport, routing_report
 from mergelab.moe.router import router_weights
 from mergelab.output_dir import atomic_output_dir, check_output_location
 from mergelab.plan import TensorJob
@@ -77,8 +78,9 @@ def build_moe(
         names = [e.source_model for e in plan.config.experts]
         routers = router_weights(plan, device=device)
         warnings = conditioning_warnings(list(routers), names)
-        for text in warnings:
-            log.warning(text)
+        if held is None:  # a report repeats them in its summary
+            for text in warnings:
+                log.warning(text)
         jobs = plan.jobs(routers)
         options = engine.EngineOptions(
             device=device, threads=threads, seed=plan.seed, allow_nonfinite=allow_nonfinite

@@ -12,7 +12,6 @@ fine-tunes differ within the first few tensors, so this reads little).
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,6 @@ from mergelab.moe.family import MLP_PARTS, family_problems, mixtral_config, mlp_
 from mergelab.moe.layout import OutputTensor, expected_tensors
 from mergelab.moe.stacking import constant, scaled, stack_down, stack_gate_up
 from mergelab.plan import DTYPES, Combine, InputRef, TensorJob
-
-log = logging.getLogger(__name__)
 
 MoeSource = MoeConfig | dict[str, Any] | str | Path
 _ACK = "pass --i-understand-this-is-not-useful-without-training if you will train the result"

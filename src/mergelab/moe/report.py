@@ -16,7 +16,6 @@ per expert, per layer and overall. With each layer's condition number (see
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 from collections.abc import Sequence
@@ -28,22 +27,11 @@ import torch
 
 from mergelab.errors import EvaluationError
 from mergelab.moe.conditioning import COND_LIMIT, condition_number, conditioning_warnings
-from mergelab.moe.config import MoeConfig
+from mergelab.moe.heldout import HeldOut
 from mergelab.moe.prompts import bos_id, encode, pad_id, padded_batches
 
-log = logging.getLogger(__name__)
-
-EVAL_LIMIT = 50  # held-out prompts taken from an expert's eval_task
 LOW_ACCURACY = 0.5  # warn when an expert gets fewer of its own prompts than this
 _ROUTER = re.compile(r"^model\.layers\.(\d+)\.(?:mlp|block_sparse_moe)\.gate\.weight$")
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """An expert's report prompts; ``held_out`` is False when they are its router prompts."""
-
-    prompts: list[str]
-    held_out: bool
 
 
 @dataclass(frozen=True)
@@ -147,28 +135,6 @@ class RoutingReport:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def held_out_prompts(config: MoeConfig, limit: int = EVAL_LIMIT) -> list[HeldOut]:
-    """Each expert's report prompts: ``eval_prompts``, else the first ``limit`` prompts of
-    ``eval_task``'s test split, else (marked not held out) its positive prompts."""
-    out = []
-    for expert in config.experts:
-        if expert.eval_prompts:
-            out.append(HeldOut(list(expert.eval_prompts), True))
-        elif expert.eval_task:
-            out.append(HeldOut(_task_prompts(expert.eval_task, limit), True))
-        else:
-            out.append(HeldOut(list(expert.positive_prompts or []), False))
-    return out
-
-
-def _task_prompts(task_name: str, limit: int) -> list[str]:
-    from mergelab.eval.task import load_task
-
-    task = load_task(task_name)
-    items = task.items("test")[:limit]
-    return [str(item.get("prompt", item.get("text", ""))) for item in items]
 
 
 def routing_report(
