@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
 from mergelab.errors import ConfigError
 
 Scalar = float | int | bool | str
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -184,13 +185,31 @@ class Recipe(_WithParameters):
 
 def load_recipe(source: Recipe | dict[str, Any] | str | Path) -> Recipe:
     """A validated recipe from a pydantic object, a dict, a YAML file path or YAML text."""
-    if isinstance(source, Recipe):
+    return load_config(
+        source, Recipe, name="recipe", file_kind="recipe file", needs="'merge_method' and 'models'"
+    )
+
+
+def load_config(
+    source: ConfigT | dict[str, Any] | str | Path,
+    model: type[ConfigT],
+    *,
+    name: str,
+    file_kind: str,
+    needs: str,
+) -> ConfigT:
+    """A validated ``model`` from an instance, a dict, a YAML file path or YAML text.
+
+    Every problem becomes one ConfigError line: a missing file, YAML syntax (with its line),
+    a non-mapping document (saying it ``needs`` those keys), or pydantic's complaints.
+    """
+    if isinstance(source, model):
         return source
-    where = "recipe"
+    where = name
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source):
         path = Path(source)
         if not path.is_file():
-            raise ConfigError(f"recipe file {path} does not exist; check the path")
+            raise ConfigError(f"{file_kind} {path} does not exist; check the path")
         where = str(path)
         source = path.read_text(encoding="utf-8")
     if isinstance(source, str):
@@ -201,11 +220,11 @@ def load_recipe(source: Recipe | dict[str, Any] | str | Path) -> Recipe:
             line = f" at line {mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{where} is not valid YAML{line}; fix its syntax") from None
     if not isinstance(source, dict):
-        raise ConfigError(f"{where} must be a YAML mapping with 'merge_method' and 'models'")
+        raise ConfigError(f"{where} must be a YAML mapping with {needs}")
     try:
-        return Recipe.model_validate(source)
+        return model.model_validate(source)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: " + describe_validation_error(exc, Recipe)) from None
+        raise ConfigError(f"{where}: " + describe_validation_error(exc, model)) from None
 
 
 def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:

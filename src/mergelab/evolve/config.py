@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mergelab.errors import ConfigError
-from mergelab.recipe import describe_validation_error
+from mergelab.recipe import load_config
 
 SamplerName = Literal["cmaes", "nsga2", "tpe"]
 Direction = Literal["maximize", "minimize"]
@@ -193,28 +192,13 @@ def _canonical(data: Any) -> str:
 
 def load_evolve_config(source: EvolveConfig | dict[str, Any] | str | Path) -> EvolveConfig:
     """A config from an object, a dict, a YAML file path or YAML text; local paths made absolute."""
-    if isinstance(source, EvolveConfig):
-        return _absolute_paths(source)
-    where = "evolve config"
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source):
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"evolve config {path} does not exist; check the path")
-        where = str(path)
-        source = path.read_text(encoding="utf-8")
-    if isinstance(source, str):
-        try:
-            source = yaml.safe_load(source)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{where} is not valid YAML{line}; fix its syntax") from None
-    if not isinstance(source, dict):
-        raise ConfigError(f"{where} must be a YAML mapping with merge_method, models and genome")
-    try:
-        config = EvolveConfig.model_validate(source)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: " + describe_validation_error(exc, EvolveConfig)) from None
+    config = load_config(
+        source,
+        EvolveConfig,
+        name="evolve config",
+        file_kind="evolve config",
+        needs="merge_method, models and genome",
+    )
     return _absolute_paths(config)
 
 

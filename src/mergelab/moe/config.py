@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mergelab.errors import ConfigError
-from mergelab.recipe import DType, describe_validation_error
+from mergelab.recipe import DType, load_config
 
 GateMode = Literal["hidden", "hidden_avg", "cheap_embed", "random", "uniform_random"]
 PROMPT_MODES: tuple[str, ...] = ("hidden", "hidden_avg", "cheap_embed")
@@ -123,25 +122,10 @@ def _expert_problems(i: int, expert: ExpertConfig, gate_mode: str) -> list[str]:
 
 def load_moe_config(source: MoeConfig | dict[str, Any] | str | Path) -> MoeConfig:
     """A validated config from a pydantic object, a dict, a YAML file path or YAML text."""
-    if isinstance(source, MoeConfig):
-        return source
-    where = "moe config"
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source):
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"MoE config file {path} does not exist; check the path")
-        where = str(path)
-        source = path.read_text(encoding="utf-8")
-    if isinstance(source, str):
-        try:
-            source = yaml.safe_load(source)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{where} is not valid YAML{line}; fix its syntax") from None
-    if not isinstance(source, dict):
-        raise ConfigError(f"{where} must be a YAML mapping with 'base_model' and 'experts'")
-    try:
-        return MoeConfig.model_validate(source)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: " + describe_validation_error(exc, MoeConfig)) from None
+    return load_config(
+        source,
+        MoeConfig,
+        name="moe config",
+        file_kind="MoE config file",
+        needs="'base_model' and 'experts'",
+    )
