@@ -59,7 +59,7 @@ def merge(
     The output appears atomically: a failed or interrupted merge leaves nothing behind.
     """
     started = time.perf_counter()
-    _check_device(device)
+    check_device(device)
     shard_bytes = parse_size(out_shard_size) if out_shard_size is not None else None
     plan = plan_merge(recipe, seed=seed)
     dest = Path(out)
@@ -94,7 +94,7 @@ def merge_state_dict(
     allow_nonfinite: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Merge in memory and return the output tensors by name."""
-    _check_device(device)
+    check_device(device)
     plan = plan_merge(recipe, seed=seed)
     try:
         sink = engine.StateDictSink()
@@ -122,7 +122,8 @@ def _options(
     )
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
+    """Refuse a device this machine cannot compute on, with the fix."""
     if device == "cpu":
         return
     if device.startswith("cuda"):

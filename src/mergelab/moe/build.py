@@ -14,11 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from mergelab import engine
 from mergelab.checkpoint import TensorInfo
-from mergelab.errors import ConfigError, OutputError
+from mergelab.errors import OutputError
+from mergelab.merge import check_device
 from mergelab.moe.conditioning import condition_number, conditioning_warnings
 from mergelab.moe.heldout import held_out_prompts
 from mergelab.moe.output import write_model_card, write_support_files
@@ -68,7 +67,7 @@ def build_moe(
     ``report_file`` to write it to as JSON) routes held-out prompts through the result.
     """
     started = time.perf_counter()
-    _check_device(device)
+    check_device(device)
     shard_bytes = parse_size(out_shard_size) if out_shard_size is not None else None
     plan = plan_moe(config, needs_training=needs_training, seed=seed)
     dest = Path(out)
@@ -137,13 +136,3 @@ def _write_report(routing: RoutingReport, path: Path) -> None:
         raise OutputError(
             f"cannot write the routing report {path}: {exc.strerror or exc}; choose another path"
         ) from exc
-
-
-def _check_device(device: str) -> None:
-    if device == "cpu":
-        return
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device '{device}' is not available here; use --device cpu")
-        return
-    raise ConfigError(f"unknown device '{device}'; use cpu or cuda")

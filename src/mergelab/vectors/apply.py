@@ -29,7 +29,7 @@ import torch
 from mergelab import engine
 from mergelab.checkpoint import Checkpoint, TensorInfo
 from mergelab.errors import MergelabError, VectorError, join_problems
-from mergelab.merge import _check_device as check_device
+from mergelab.merge import check_device
 from mergelab.output_dir import atomic_output_dir, check_output_location
 from mergelab.plan import InputRef, TensorJob
 from mergelab.units import parse_size

@@ -24,7 +24,7 @@ import mergelab
 from mergelab import engine
 from mergelab.checkpoint import Checkpoint, TensorInfo
 from mergelab.errors import ConfigError, VectorError, join_problems
-from mergelab.merge import _check_device as check_device
+from mergelab.merge import check_device
 from mergelab.output_dir import atomic_output_dir, check_output_location
 from mergelab.plan import TensorJob
 from mergelab.units import parse_size
