@@ -116,7 +116,7 @@ def build_plan(recipe: Recipe, *, seed: int | None = None) -> Plan:
     """Open every input's headers and turn ``recipe`` into jobs, or raise with all problems."""
     method = _method(recipe.merge_method)
     refs = recipe.referenced_models()
-    checkpoints = _open_all(refs)
+    checkpoints = open_checkpoints(refs)
     try:
         return _Planner(recipe, method, refs, checkpoints, seed).plan()
     except BaseException:
@@ -135,7 +135,8 @@ def _method(name: str) -> MergeMethod:
         raise ConfigError(f"unknown merge_method '{name}'; {fix}") from None
 
 
-def _open_all(refs: list[str]) -> list[Checkpoint]:
+def open_checkpoints(refs: list[str]) -> list[Checkpoint]:
+    """Open every reference's headers, or raise one PlanError naming every failure."""
     opened: list[Checkpoint] = []
     problems: list[str] = []
     for ref in refs:

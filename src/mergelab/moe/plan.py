@@ -20,12 +20,12 @@ import torch
 
 from mergelab import arch
 from mergelab.checkpoint import Checkpoint
-from mergelab.errors import MergelabError, PlanError, join_problems
+from mergelab.errors import PlanError, join_problems
 from mergelab.moe.config import MoeConfig, load_moe_config
 from mergelab.moe.family import MLP_PARTS, family_problems, mixtral_config, mlp_name
 from mergelab.moe.layout import OutputTensor, expected_tensors
 from mergelab.moe.stacking import constant, scaled, stack_down, stack_gate_up
-from mergelab.plan import DTYPES, Combine, InputRef, TensorJob
+from mergelab.plan import DTYPES, Combine, InputRef, TensorJob, open_checkpoints
 
 MoeSource = MoeConfig | dict[str, Any] | str | Path
 _ACK = "pass --i-understand-this-is-not-useful-without-training if you will train the result"
@@ -113,28 +113,13 @@ def plan_moe(
     """
     config = load_moe_config(source)
     refs = list(dict.fromkeys([config.base_model, *(e.source_model for e in config.experts)]))
-    checkpoints = _open_all(refs)
+    checkpoints = open_checkpoints(refs)
     try:
         return _Planner(config, refs, checkpoints, needs_training, seed).plan()
     except BaseException:
         for ckpt in checkpoints:
             ckpt.close()
         raise
-
-
-def _open_all(refs: list[str]) -> list[Checkpoint]:
-    opened: list[Checkpoint] = []
-    problems: list[str] = []
-    for ref in refs:
-        try:
-            opened.append(Checkpoint.open(ref))
-        except MergelabError as exc:
-            problems.append(str(exc))
-    if problems:
-        for ckpt in opened:
-            ckpt.close()
-        raise PlanError(join_problems("cannot open the inputs", problems))
-    return opened
 
 
 class _Planner:
