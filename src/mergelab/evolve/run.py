@@ -30,11 +30,13 @@ from mergelab.evolve.spaces import open_space
 from mergelab.evolve.storage import (
     DEFAULT_STUDY,
     JOURNAL_FILE,
+    WORKER_ATTR,
     Heartbeat,
     check_out_dir_config,
     open_storage,
     open_study,
     reap_stale_trials,
+    worker_id,
 )
 from mergelab.evolve.trial import TrialRunner, WorkerSpec
 
@@ -100,7 +102,7 @@ def evolve(
     study.sampler = make_sampler(cfg, seed=cfg.seed + len(study.trials))
     if created:
         for point in space.initial_points():
-            study.enqueue_trial(point)
+            study.enqueue_trial(point, user_attrs={WORKER_ATTR: worker_id()})
     spec = WorkerSpec(cfg, dict(evaluators or {}), threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # this process: inline trials and the final evaluations

@@ -17,6 +17,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -105,8 +106,7 @@ def run_search(
                         break
                     with warnings.catch_warnings():  # heartbeats are ours to record (storage)
                         warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                        asked = study.ask(distributions)
-                    asked.set_user_attr(WORKER_ATTR, owner)
+                        asked = _ask_owned(study, distributions, owner)
                     backend.submit(asked.number, asked.params)
                     running[asked.number] = asked
                     heartbeat.track(running)
@@ -138,6 +138,22 @@ def run_search(
                 study.tell(left, state=TrialState.FAIL)
             heartbeat.track([])
     return SearchStats(finished, failed, stopped_by, time.monotonic() - started, merge_s, eval_s)
+
+
+def _ask_owned(
+    study: optuna.Study, distributions: dict[str, Any], owner: str
+) -> optuna.trial.Trial:
+    """Ask for a trial that carries its owner from the moment it is RUNNING.
+
+    A trial created bare and labelled afterwards would be orphaned by a kill in between, and
+    no resume could tell it dead; a WAITING trial enqueued with the owner attr is popped into
+    RUNNING with the attr already stored.
+    """
+    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.enqueue_trial({}, user_attrs={WORKER_ATTR: owner})
+    asked = study.ask(distributions)
+    asked.set_user_attr(WORKER_ATTR, owner)  # a popped start point may name another run
+    return asked
 
 
 def _tell(study: optuna.Study, trial: optuna.trial.Trial, outcome: TrialOutcome) -> None:
