@@ -1,4 +1,5 @@
-"""Evolution speed on the toy zoo: one in-memory trial, a 300-trial CMA-ES run, workers 1 vs 2.
+"""Evolution speed on the toy zoo: one in-memory trial, a 300-trial CMA-ES run, workers 1 vs 2,
+and one data-flow (DFS) trial.
 
 The search is the issue's example: DARE-TIES over J, M1, M2 with the base, a per-layer genome
 (weight and density per source per group: embeddings, each layer, head), fitness J-arith
@@ -9,7 +10,11 @@ strict on 200 fitness items. Reports
   fastest on one thread). CPU time is what a trial costs on an idle core; the load average
   is recorded because a busy machine inflates wall times;
 - a full CMA-ES run of ``--trials`` trials (wall time, including start-up and outputs);
-- the same search with ``--workers 1`` and ``--workers 2`` over ``--worker-trials`` trials.
+- the same search with ``--workers 1`` and ``--workers 2`` over ``--worker-trials`` trials;
+- one DFS trial over ``--dfs A B`` (zoo model names, default m1 j): building the path model
+  of a random genome (path of at most 2x A's depth, matrix scaling) and scoring the same 200
+  items, median over ``--repeat`` (``--dfs-only`` measures only this), and a ``--trials``
+  DFS run over those models.
 
     python benchmarks/evolve_speed.py [--zoo zoo] [--work /tmp/evolve-bench] [--trials 300]
 
@@ -34,6 +39,7 @@ import torch
 
 from mergelab.evolve import evolve, load_evolve_config
 from mergelab.evolve.checks import check_config
+from mergelab.evolve.dfs.space import DfsSpace
 from mergelab.evolve.objectives import Objectives
 from mergelab.evolve.parameter_space import ParameterSpace
 from mergelab.zoo import build_zoo
@@ -84,10 +90,53 @@ def one_trial(zoo: Path, repeat: int) -> dict[str, float]:
     }
 
 
-def full_run(zoo: Path, out: Path, trials: int, workers: int, threads: int) -> dict[str, Any]:
+def dfs_config(zoo: Path, models: list[str]) -> dict[str, Any]:
+    config = issue_config(zoo, 1)
+    return {
+        "space": "dfs",
+        "dfs": {"models": [str(zoo / m) for m in models]},
+        "objectives": config["objectives"],
+        "seed": 0,
+    }
+
+
+def one_dfs_trial(zoo: Path, models: list[str], repeat: int) -> dict[str, Any]:
+    """Median seconds of building a random path and scoring it, over ``repeat`` genomes."""
+    config = check_config(load_evolve_config(dfs_config(zoo, models)))
+    space = DfsSpace(config)
+    live = space.open_live(None)
+    objectives = Objectives(config.objectives, live.tokenizer)
+    rng = random.Random(0)
+    builds, evals, cpu, lengths = [], [], [], []
+    for _ in range(repeat):
+        candidate = space.decode({k: rng.random() for k in space.distributions()})
+        start, start_cpu = time.perf_counter(), time.process_time()
+        model = live.build(candidate)
+        built = time.perf_counter()
+        objectives(model)
+        builds.append(built - start)
+        evals.append(time.perf_counter() - built)
+        cpu.append(time.process_time() - start_cpu)
+        lengths.append(len(space.genome.decode(candidate.params).steps))
+    return {
+        "models": models,
+        "genes": len(space.distributions()),
+        "items": objectives.items(),
+        "path_layers_median": statistics.median(lengths),
+        "build_s": statistics.median(builds),
+        "eval_s": statistics.median(evals),
+        "trial_s": statistics.median(b + e for b, e in zip(builds, evals, strict=True)),
+        "trial_cpu_s": statistics.median(cpu),
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def full_run(
+    config: dict[str, Any], out: Path, trials: int, workers: int, threads: int
+) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    result = evolve(issue_config(zoo, trials), out, workers=workers, threads=threads)
+    result = evolve(config, out, trials=trials, workers=workers, threads=threads)
     wall = time.perf_counter() - start
     summary = result.summary
     return {
@@ -108,17 +157,28 @@ def main() -> None:
     parser.add_argument("--worker-trials", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    parser.add_argument("--dfs", nargs="+", default=["m1", "j"], help="DFS models, A first")
+    parser.add_argument("--dfs-only", action="store_true", help="measure one DFS trial only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     zoo = args.zoo if (args.zoo / "base" / "config.json").is_file() else build_zoo(args.zoo).root
     args.work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"torch_threads": args.threads}
+    results["one_dfs_trial"] = one_dfs_trial(zoo, args.dfs, args.repeat)
+    print("one DFS trial:", json.dumps(results["one_dfs_trial"]))
+    if args.dfs_only:
+        (args.work / "evolve_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+        return
     results["one_trial"] = one_trial(zoo, args.repeat)
     print("one trial:", json.dumps(results["one_trial"]))
-    results["cmaes_run"] = full_run(zoo, args.work / "cmaes", args.trials, 1, args.threads)
+    config = issue_config(zoo, args.trials)
+    results["cmaes_run"] = full_run(config, args.work / "cmaes", args.trials, 1, args.threads)
     print("CMA-ES run:", json.dumps(results["cmaes_run"]))
+    dfs = dfs_config(zoo, args.dfs)
+    results["dfs_run"] = full_run(dfs, args.work / "dfs", args.trials, 1, args.threads)
+    print("DFS run:", json.dumps(results["dfs_run"]))
     results["workers"] = [
-        full_run(zoo, args.work / f"workers-{n}", args.worker_trials, n, args.threads)
+        full_run(config, args.work / f"workers-{n}", args.worker_trials, n, args.threads)
         for n in (1, 2)
     ]
     for row in results["workers"]:

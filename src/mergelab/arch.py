@@ -55,7 +55,18 @@ def count_layers(config: dict[str, Any] | None, names: Iterable[str]) -> int:
 
 
 def set_layer_count(config: dict[str, Any], count: int) -> None:
-    """Write ``count`` into whichever layer-count key the config uses."""
+    """Write ``count`` into whichever layer-count key the config uses.
+
+    A per-layer ``layer_types`` list (Qwen2, Qwen3, ...) must keep one entry per layer:
+    one type for all layers is repeated ``count`` times; a mix is dropped, so transformers
+    derives it again from the config's other settings.
+    """
+    types = config.get("layer_types")
+    if isinstance(types, list):
+        if len(set(types)) == 1:
+            config["layer_types"] = types[:1] * count
+        else:
+            del config["layer_types"]
     for key in _LAYER_COUNT_KEYS:
         if key in config:
             config[key] = count

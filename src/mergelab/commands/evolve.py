@@ -60,7 +60,17 @@ def evolve_command(
             "same command to resume"
         )
         raise SystemExit(130) from None
-    _report(Console(soft_wrap=True), result.out_dir, result.summary, storage)
+    console = Console(soft_wrap=True)
+    stages = result.summary.get("stages")
+    if not stages:
+        _report(console, result.out_dir, result.summary, storage)
+        return
+    for name, stage in stages.items():  # ps+dfs: each stage, then the final choice
+        console.rule(f"stage {name}")
+        _report(console, result.out_dir / stage["dir"], stage, storage)
+    chosen = result.summary["chosen"]
+    if chosen:
+        console.print(f"final model: [bold]{result.out_dir / chosen['recipe']}[/]")
 
 
 def _report(console: Console, out: Path, summary: dict[str, Any], storage: str | None) -> None:
@@ -77,6 +87,10 @@ def _report(console: Console, out: Path, summary: dict[str, Any], storage: str |
     console.print(
         f"chosen: trial {chosen['trial']} ({fitness}) -> [bold]{out / chosen['recipe']}[/]"
     )
+    if "path" in chosen:  # a data-flow candidate
+        console.print(f"path: {' -> '.join(chosen['path'])}")
+        diff = chosen["export_max_logit_diff"]
+        console.print(f"exported checkpoint vs in-memory path: max logit difference {diff:.2e}")
     rows = {"evolved": chosen["test"], **summary.get("sources", {})}
     if chosen["test"]:
         table = Table(title="test split")

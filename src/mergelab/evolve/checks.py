@@ -3,8 +3,11 @@
 Everything a search could trip over later is checked before the first trial, and every
 problem is reported in one ConfigError: the merge method and the evolved parameters (known,
 evolvable, ranges inside the parameter's bounds), the objectives (tasks exist, metrics exist
-for the task type, splits exist, named evaluators given), and the models, through the
-engine's own planner on a probe recipe (models exist, fit together, parameters complete).
+for the task type, splits exist, named evaluators given), the parameter-space models,
+through the engine's own planner on a probe recipe (models exist, fit together, parameters
+complete), and the data-flow models (:mod:`mergelab.evolve.dfs.checks`). For ps+dfs, A of
+the DFS stage is the PS model, not built yet: the model whose config the PS output takes
+(the base, else the first source) stands in for it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 from mergelab.errors import ConfigError, MergelabError, join_problems
 from mergelab.eval import Evaluator, load_task
 from mergelab.evolve.config import EvolveConfig, ObjectiveSpec
+from mergelab.evolve.dfs.checks import check_dfs_models
 from mergelab.evolve.parameter_space import probe_recipe
 from mergelab.merge import plan_merge
 from mergelab.methods import MergeMethod, all_methods, get_method
@@ -25,20 +29,33 @@ def check_config(
 ) -> EvolveConfig:
     """``config`` with default metrics filled in, or ConfigError listing every problem."""
     problems: list[str] = []
-    method = _method(config.merge_method, problems)
+    uses_ps = config.space != "dfs"
+    method = _method(config.ps_method, problems) if uses_ps else None
     if method is not None:
         _check_genome(config, method, problems)
     objectives = [
         _check_objective(o, config, evaluators or {}, problems) for o in config.objectives
     ]
-    if not problems:
+    if not problems and uses_ps:
         try:
             plan_merge(probe_recipe(config)).close()
         except MergelabError as exc:
             problems.append(str(exc))
+    if not problems and config.space != "ps":
+        problems += _check_dfs(config)
     if problems:
         raise ConfigError(join_problems("the evolve config has problems", problems))
     return config.model_copy(update={"objectives": objectives})
+
+
+def _check_dfs(config: EvolveConfig) -> list[str]:
+    spec = config.dfs_spec
+    if config.space == "dfs":
+        return check_dfs_models(spec.models, spec)
+    stand_in = config.base_model or config.models[0]
+    return check_dfs_models(
+        [stand_in, *spec.models], spec, first=f"the PS model (its config is {stand_in}'s)"
+    )
 
 
 def _method(name: str, problems: list[str]) -> MergeMethod | None:
@@ -52,7 +69,7 @@ def _method(name: str, problems: list[str]) -> MergeMethod | None:
 
 
 def _check_genome(config: EvolveConfig, method: MergeMethod, problems: list[str]) -> None:
-    for name, (lo, hi) in config.genome.parameters.items():
+    for name, (lo, hi) in config.ps_genome.parameters.items():
         spec = method.param(name)
         if spec is None:
             hint = difflib.get_close_matches(name, method.param_names, n=1, cutoff=0.5)

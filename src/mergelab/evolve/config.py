@@ -1,9 +1,12 @@
 """The ``mergelab evolve`` config: strict pydantic models of the YAML file.
 
 The search follows Akiba et al., "Evolutionary Optimization of Model Merging Recipes"
-(arXiv 2403.13187): a merge method, the sources and base, the evolved parameters with their
-ranges and granularity, one or several objectives, a budget and a sampler. This module checks
-the file's shape only; :mod:`mergelab.evolve.checks` checks it against the models and tasks.
+(arXiv 2403.13187). ``space`` picks what evolves: ``ps`` (parameter space: a merge method,
+the sources and base, the evolved parameters with their ranges and granularity), ``dfs``
+(data-flow space: the ``dfs:`` block, :mod:`mergelab.evolve.dfs.config`) or ``ps+dfs``
+(both, one after the other). Then one or several objectives, a budget and a sampler. This
+module checks the file's shape only; :mod:`mergelab.evolve.checks` checks it against the
+models and tasks.
 
 Paths (models, task files) are relative to the current directory and are made absolute on
 loading, so worker processes and written recipes do not depend on where they run.
@@ -20,8 +23,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mergelab.errors import ConfigError
+from mergelab.evolve.dfs.config import DfsSpec
 from mergelab.recipe import load_config
 
+SpaceName = Literal["ps", "dfs", "ps+dfs"]
 SamplerName = Literal["cmaes", "nsga2", "tpe"]
 Direction = Literal["maximize", "minimize"]
 
@@ -115,13 +121,14 @@ class BudgetSpec(_Strict):
 class EvolveConfig(_Strict):
     """A whole ``mergelab evolve`` config file."""
 
-    space: Literal["parameters"] = "parameters"
-    merge_method: str
+    space: SpaceName = "ps"
+    merge_method: str | None = None
     base_model: str | None = None
-    models: list[str] = Field(min_length=1)
+    models: list[str] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
     dtype: Literal["float32", "float16", "bfloat16", "float64"] | None = None
-    genome: GenomeSpec
+    genome: GenomeSpec | None = None
+    dfs: DfsSpec | None = None
     objectives: list[ObjectiveSpec] = Field(min_length=1)
     budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(trials=100))
     sampler: SamplerName | None = None
@@ -133,7 +140,7 @@ class EvolveConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> EvolveConfig:
-        problems = []
+        problems = self._space_problems()
         if len(set(self.models)) != len(self.models):
             problems.append("'models' lists a model twice; name each source once")
         if self.base_model is not None and self.base_model in self.models:
@@ -147,7 +154,8 @@ class EvolveConfig(_Strict):
             problems.append(
                 "sampler cmaes optimises one objective; use nsga2 (default for several) or tpe"
             )
-        both = sorted(set(self.parameters) & set(self.genome.parameters))
+        evolved = self.genome.parameters if self.genome is not None else {}
+        both = sorted(set(self.parameters) & set(evolved))
         if both:
             problems.append(
                 f"{', '.join(both)} is both fixed ('parameters') and evolved "
@@ -156,6 +164,75 @@ class EvolveConfig(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _space_problems(self) -> list[str]:
+        """The keys ``space`` needs that are missing, and those it does not use."""
+        problems = []
+        if self.space != "dfs":
+            missing = [
+                key
+                for key, value in (
+                    ("merge_method", self.merge_method),
+                    ("models", self.models),
+                    ("genome", self.genome),
+                )
+                if not value
+            ]
+            if missing:
+                problems.append(
+                    f"space {self.space} needs {', '.join(missing)} (the parameter-space search)"
+                )
+        else:
+            given = [
+                key
+                for key, value in (
+                    ("merge_method", self.merge_method),
+                    ("base_model", self.base_model),
+                    ("models", self.models),
+                    ("parameters", self.parameters),
+                    ("genome", self.genome),
+                )
+                if value
+            ]
+            if given:
+                problems.append(
+                    f"space dfs does not use {', '.join(given)} (its models are dfs.models); "
+                    "remove them, or use space: ps+dfs to run a parameter-space search first"
+                )
+        if self.space == "ps" and self.dfs is not None:
+            problems.append("'dfs' is for space dfs or ps+dfs; remove it or set the space")
+        if self.space != "ps" and self.dfs is None:
+            problems.append(f"space {self.space} needs a 'dfs' block (at least dfs.models)")
+        return problems
+
+    @property
+    def ps_method(self) -> str:
+        """The merge method of the parameter-space search (spaces ps and ps+dfs)."""
+        if self.merge_method is None:
+            raise ConfigError(f"space {self.space} has no merge_method; add one")
+        return self.merge_method
+
+    @property
+    def ps_genome(self) -> GenomeSpec:
+        """The genome of the parameter-space search (spaces ps and ps+dfs)."""
+        if self.genome is None:
+            raise ConfigError(f"space {self.space} has no genome; add one")
+        return self.genome
+
+    @property
+    def dfs_spec(self) -> DfsSpec:
+        """The data-flow-space block (spaces dfs and ps+dfs)."""
+        if self.dfs is None:
+            raise ConfigError(f"space {self.space} has no 'dfs' block; add one")
+        return self.dfs
+
+    def source_models(self) -> list[str]:
+        """Every input model: the PS base and sources, then the DFS models, without repeats."""
+        refs = [self.base_model] if self.base_model else []
+        refs += self.models
+        if self.dfs is not None:
+            refs += self.dfs.models
+        return list(dict.fromkeys(refs))
 
     @property
     def sampler_name(self) -> SamplerName:
@@ -197,7 +274,7 @@ def load_evolve_config(source: EvolveConfig | dict[str, Any] | str | Path) -> Ev
         EvolveConfig,
         name="evolve config",
         file_kind="evolve config",
-        needs="merge_method, models and genome",
+        needs="merge_method, models and genome (or space: dfs and a dfs block)",
     )
     return _absolute_paths(config)
 
@@ -208,10 +285,14 @@ def _absolute_paths(config: EvolveConfig) -> EvolveConfig:
         o.model_copy(update={"task": _absolute(o.task)}) if o.task is not None else o
         for o in config.objectives
     ]
+    dfs = config.dfs
+    if dfs is not None:
+        dfs = dfs.model_copy(update={"models": [_absolute(m) for m in dfs.models]})
     return config.model_copy(
         update={
             "base_model": _absolute(config.base_model) if config.base_model else None,
             "models": [_absolute(m) for m in config.models],
+            "dfs": dfs,
             "objectives": objectives,
         }
     )

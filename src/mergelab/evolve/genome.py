@@ -59,12 +59,12 @@ class Genome:
     def __init__(self, config: EvolveConfig, groups: Sequence[Group]) -> None:
         self.config = config
         self.groups = list(groups)
-        method = get_method(config.merge_method)
+        method = get_method(config.ps_method)
         labels = model_labels(config.models)
         genes: list[Gene] = []
         for g, group in enumerate(self.groups):
-            where = "" if config.genome.granularity == "global" else f"@{group.label}"
-            for param, (low, high) in config.genome.parameters.items():
+            where = "" if config.ps_genome.granularity == "global" else f"@{group.label}"
+            for param, (low, high) in config.ps_genome.parameters.items():
                 spec = method.param(param)
                 if spec is not None and spec.per_model:
                     genes += [
@@ -140,7 +140,7 @@ class Genome:
         parameters = dict(c.parameters)
         parameters.update({p: self._setting(values, p, None) for p in global_params})
         data: dict[str, Any] = {
-            "merge_method": c.merge_method,
+            "merge_method": c.ps_method,
             "models": models,
             "parameters": parameters,
             "seed": c.seed,

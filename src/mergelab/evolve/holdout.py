@@ -51,14 +51,15 @@ def evaluate_candidates(
 
 
 def evaluate_sources(config: EvolveConfig) -> dict[str, Metrics]:
-    """Test-split metrics of the base and every source model, by model reference.
+    """Test-split metrics of every input model (the base and sources, or the DFS models), by
+    model reference.
 
     A ``model+adapter`` source is left out (its adapter is applied only inside merges).
     """
     specs = test_objectives(config)
     if config.test_split is None or not specs:
         return {}
-    refs = ([config.base_model] if config.base_model else []) + list(config.models)
+    refs = config.source_models()
     out: dict[str, Metrics] = {}
     for ref in refs:
         path, adapter = split_lora_ref(ref)

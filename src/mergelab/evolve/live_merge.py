@@ -58,7 +58,7 @@ class LiveMerge:
             self.sources = [CachedSource(ckpt) for ckpt in plan.checkpoints]
             for source in self.sources:
                 source.preload()
-            self._model = _build_model(plan)
+            self._model = build_model(plan)
             self._tokenizer = _tokenizer(plan)
             _check_covered(self._model, plan)
             self._template = list(plan.jobs)
@@ -73,7 +73,7 @@ class LiveMerge:
                 raise SearchError(f"tensor {job.name} is in no layer group of the genome")
             inputs = tuple(models.index(self.refs[ref.model]) for ref in job.inputs)
             self._slots.append(_Slot(group, inputs))
-        method = get_method(genome.config.merge_method)
+        method = get_method(genome.config.ps_method)
         self._kwargs = {p.name: p.kwarg for p in method.params}
         self._per_model = {p.name for p in method.params if p.per_model}
         if self.jobs(probe) != self._template:
@@ -125,7 +125,7 @@ class LiveMerge:
         self.sources = []
 
 
-def _build_model(plan: Plan) -> nn.Module:
+def build_model(plan: Plan) -> nn.Module:
     """A randomly initialised causal LM with the merged output's config and dtype."""
     config = output_config(plan)
     model_type = config.pop("model_type", None)

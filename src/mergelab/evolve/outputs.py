@@ -4,9 +4,11 @@
 - several: ``pareto/<k>.yml`` per front point, ``pareto.json`` (fitness, test scores, knee)
   and ``chosen_recipe.yml`` (the knee);
 - ``best_model/`` with ``save_best``: the chosen recipe merged to disk;
-- ``plots/``: ``history.png``, ``genome.png``, ``pareto.png`` (several objectives);
-- ``summary.json``: trial counts, best fitness, chosen recipe(s), test-split scores of the
-  chosen model(s) and of the sources, timings and warnings.
+- ``plots/``: ``history.png``, ``pareto.png`` (several objectives) and the space's picture
+  of the chosen candidate (``genome.png`` for the parameter space, ``path.png`` for DFS);
+- ``summary.json``: the space, trial counts, best fitness, chosen recipe(s) with what the
+  space says about the chosen one, test-split scores of the chosen model(s) and of the
+  sources, timings and warnings.
 
 Everything is computed from the study, so it covers every run (and machine) of the search.
 """
@@ -25,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mergelab.evolve.config import EvolveConfig
 from mergelab.evolve.holdout import evaluate_candidates, evaluate_sources
 from mergelab.evolve.pareto import knee_index, pareto_front
-from mergelab.evolve.plots import plot_genome, plot_history, plot_pareto
+from mergelab.evolve.plots import plot_history, plot_pareto
 from mergelab.evolve.search import SearchStats
 from mergelab.evolve.space import Candidate, SearchSpace
 from mergelab.evolve.storage import ERROR_ATTR, INTERRUPTED_ATTR, counts_toward_budget
@@ -60,6 +62,7 @@ def write_outputs(
     labels = [o.label for o in config.objectives]
     maximize = [o.direction == "maximize" for o in config.objectives]
     summary: dict[str, Any] = {
+        "space": config.space,
         "config": "evolve_config.yml",
         "study": {"name": run.study_name, "storage": run.storage},
         "objectives": [
@@ -94,6 +97,7 @@ def write_outputs(
     live = space.open_live(None)
     try:
         test = evaluate_candidates(config, live, candidates)
+        details = space.describe(candidates[knee], live)
     finally:
         live.close()
     chosen_name = "best_recipe.yml" if len(labels) == 1 else "chosen_recipe.yml"
@@ -108,10 +112,7 @@ def write_outputs(
             plots / "pareto.png",
         )
     chosen = candidates[knee]
-    if chosen.table is not None:
-        plot_genome(
-            chosen.table, plots / "genome.png", f"evolved values (trial {points[knee].number})"
-        )
+    space.plot(chosen, plots, f"trial {points[knee].number}")
     model_dir = None
     if save_best:
         space.materialize(chosen, out_dir / "best_model")
@@ -122,6 +123,7 @@ def write_outputs(
         "recipe": chosen_name,
         "test": test[knee],
         "model": model_dir,
+        **details,
     }
     summary["sources"] = evaluate_sources(config)
     summary["plots"] = sorted(str(p.relative_to(out_dir)) for p in plots.glob("*.png"))

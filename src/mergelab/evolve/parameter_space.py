@@ -20,7 +20,8 @@ from mergelab.evolve.config import EvolveConfig
 from mergelab.evolve.genome import Genome
 from mergelab.evolve.groups import Group, layer_groups
 from mergelab.evolve.live_merge import LiveMerge
-from mergelab.evolve.space import Candidate
+from mergelab.evolve.plots import plot_genome
+from mergelab.evolve.space import Candidate, LiveModel
 from mergelab.merge import merge, plan_merge
 from mergelab.recipe import Recipe
 
@@ -41,7 +42,7 @@ class ParameterSpace:
         finally:
             plan.close()
         self.config = config
-        self.genome = Genome(config, layer_groups(names, config.genome.group_size))
+        self.genome = Genome(config, layer_groups(names, config.ps_genome.group_size))
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return self.genome.distributions()
@@ -49,7 +50,7 @@ class ParameterSpace:
     def initial_points(self) -> list[dict[str, float]]:
         """The midpoint, then (``genome.seed_sources``) each source alone where expressible."""
         points = [self.genome.midpoint()]
-        if self.config.genome.seed_sources:
+        if self.config.ps_genome.seed_sources:
             for m in range(len(self.config.models)):
                 point = self.genome.source_point(m)
                 if point is not None:
@@ -68,3 +69,12 @@ class ParameterSpace:
 
     def materialize(self, candidate: Candidate, out: Path) -> None:
         merge(candidate.recipe, out, overwrite=True)
+
+    def plot(self, candidate: Candidate, folder: Path, label: str) -> None:
+        """``genome.png``: the evolved values per (parameter, model) and layer group."""
+        if candidate.table is not None:
+            plot_genome(candidate.table, folder / "genome.png", f"evolved values ({label})")
+
+    def describe(self, candidate: Candidate, live: LiveModel) -> dict[str, Any]:
+        """Nothing beyond the recipe: it is the model, tensor for tensor."""
+        return {}

@@ -4,7 +4,8 @@ Order of work: load and check the config (all problems at once), open the search
 (headers only), open or resume the study (refusing a different config), mark trials of a
 dead run as interrupted, choose the sampler, start the backend (this process, N worker
 processes, or Ray actors), run the ask/tell loop, and write the outputs
-(:mod:`mergelab.evolve.outputs`). Running it again on the same OUT_DIR resumes.
+(:mod:`mergelab.evolve.outputs`). Running it again on the same OUT_DIR resumes. A ``ps+dfs``
+config does this twice, once per stage, in sub-folders (:mod:`mergelab.evolve.stages`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ from mergelab.evolve.outputs import RunInfo, write_outputs
 from mergelab.evolve.samplers import make_sampler
 from mergelab.evolve.search import run_search
 from mergelab.evolve.spaces import open_space
+from mergelab.evolve.stages import (
+    DFS_DIR,
+    PS_DIR,
+    dfs_stage,
+    ps_model,
+    ps_stage,
+    write_stages_summary,
+)
 from mergelab.evolve.storage import (
     DEFAULT_STUDY,
     JOURNAL_FILE,
@@ -81,7 +90,8 @@ def evolve(
     URL (default: a journal file in ``out_dir``); ``threads`` is the torch threads of each
     worker (one: small models score fastest on one thread per process, so add workers to use
     more cores); ``evaluators`` are the Python evaluators that objectives name with
-    ``evaluator:``.
+    ``evaluator:``. A ``ps+dfs`` config runs its two stages (:mod:`mergelab.evolve.stages`),
+    each with this budget.
     """
     cfg = _with_overrides(load_evolve_config(config), trials, seconds, seed)
     if workers is not None and workers < 1:
@@ -89,25 +99,56 @@ def evolve(
     if threads < 1:
         raise ConfigError(f"--threads {threads} is not a positive count; use 1 or more")
     cfg = check_config(cfg, evaluators)
-    out = _out_dir(Path(out_dir), [cfg.base_model or "", *cfg.models])
+    out = _out_dir(Path(out_dir), cfg.source_models())
     check_out_dir_config(out, cfg)
+    name = study_name or cfg.study_name or DEFAULT_STUDY
+    run = _Run(workers, storage, backend, address, save_best, threads, dict(evaluators or {}))
+    if cfg.space != "ps+dfs":
+        return EvolveResult(out, _search(cfg, out, name, run))
+    ps_cfg = ps_stage(cfg)
+    ps = _search(ps_cfg, _stage_dir(out / PS_DIR, ps_cfg), f"{name}-ps", run)
+    dfs_cfg = check_config(dfs_stage(cfg, ps_model(out, ps)), evaluators)
+    dfs = _search(dfs_cfg, _stage_dir(out / DFS_DIR, dfs_cfg), f"{name}-dfs", run)
+    return EvolveResult(out, write_stages_summary(out, ps, dfs))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How this run executes trials (the command line's options, not the config's)."""
+
+    workers: int | None
+    storage: str | None
+    backend: BackendName
+    address: str | None
+    save_best: bool
+    threads: int
+    evaluators: dict[str, Evaluator]
+
+
+def _stage_dir(path: Path, config: EvolveConfig) -> Path:
+    path.mkdir(exist_ok=True)
+    check_out_dir_config(path, config)
+    return path
+
+
+def _search(cfg: EvolveConfig, out: Path, name: str, run: _Run) -> dict[str, Any]:
+    """One search (space ps or dfs) in ``out``, started or resumed; its summary."""
     space = open_space(cfg)
     warnings = split_overlap(cfg)
     for warning in warnings:
         log.warning(warning)
-    store = open_storage(storage, out)
-    name = study_name or cfg.study_name or DEFAULT_STUDY
+    store = open_storage(run.storage, out)
     study, created = open_study(store, name, cfg)
     reap_stale_trials(study, store)
     study.sampler = make_sampler(cfg, seed=cfg.seed + len(study.trials))
     if created:
         for point in space.initial_points():
             study.enqueue_trial(point, user_attrs={WORKER_ATTR: worker_id()})
-    spec = WorkerSpec(cfg, dict(evaluators or {}), threads)
+    spec = WorkerSpec(cfg, run.evaluators, run.threads)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)  # this process: inline trials and the final evaluations
+    torch.set_num_threads(run.threads)  # this process: inline trials and the final evaluations
     try:
-        runner = _backend(spec, backend, workers, address)
+        runner = _backend(spec, run.backend, run.workers, run.address)
         heartbeat = Heartbeat(store, study)
         try:
             stats = run_search(
@@ -121,13 +162,11 @@ def evolve(
         finally:
             heartbeat.close()
             runner.close()
-        where = storage or str(out / JOURNAL_FILE)
-        summary = write_outputs(
-            study, space, cfg, out, RunInfo(stats, where, name, warnings), save_best=save_best
-        )
+        where = run.storage or str(out / JOURNAL_FILE)
+        info = RunInfo(stats, where, name, warnings)
+        return write_outputs(study, space, cfg, out, info, save_best=run.save_best)
     finally:
         torch.set_num_threads(before)
-    return EvolveResult(out, summary)
 
 
 def _with_overrides(

@@ -1,8 +1,9 @@
 """The seam between the search loop and what it searches: :class:`SearchSpace`.
 
 The loop (:mod:`mergelab.evolve.search`), the storage, the workers, the backends and the
-outputs only talk to a space through this protocol, so a new kind of genome (the paper's
-data-flow space, Akiba et al. 2024, Sec. 3.2) plugs in without touching them:
+outputs only talk to a space through this protocol, so each kind of genome (the parameter
+space, :mod:`mergelab.evolve.parameter_space`; the data-flow space of Akiba et al. 2024,
+Sec. 3.2, :mod:`mergelab.evolve.dfs`) plugs in without touching them:
 
 - ``distributions()`` gives the optuna distributions a trial is asked with (genes in [0, 1]
   keep optuna's CMA-ES defaults equal to the paper's settings), ``initial_points()`` the
@@ -10,7 +11,9 @@ data-flow space, Akiba et al. 2024, Sec. 3.2) plugs in without touching them:
 - ``decode(params)`` turns a trial's genes into a :class:`Candidate` (cheap, no tensors);
 - ``open_live(threads)`` loads the sources once and returns a :class:`LiveModel` that builds
   any candidate into one live model, in memory;
-- ``write_recipe`` / ``materialize`` export a candidate (a recipe file, a model folder).
+- ``write_recipe`` / ``materialize`` export a candidate (a recipe file, a model folder);
+- ``plot`` draws the chosen candidate into the plots folder, ``describe`` adds the facts a
+  space knows about it to ``summary.json``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ class GeneTable:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One decoded point of a space: the trial's genes and the recipe that builds its model."""
+    """One decoded point of a space: the trial's genes and the recipe that builds its model.
+
+    ``table`` holds evolved values to draw as a heatmap, for spaces that have them.
+    """
 
     params: dict[str, float]
     recipe: Recipe
@@ -73,3 +79,7 @@ class SearchSpace(Protocol):
     def write_recipe(self, candidate: Candidate, path: Path) -> None: ...
 
     def materialize(self, candidate: Candidate, out: Path) -> None: ...
+
+    def plot(self, candidate: Candidate, folder: Path, label: str) -> None: ...
+
+    def describe(self, candidate: Candidate, live: LiveModel) -> dict[str, Any]: ...
