@@ -8,6 +8,7 @@ This is the only module that configures logging and progress output. Errors deri
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from importlib import import_module
 
@@ -53,6 +54,8 @@ def _configure(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     if not verbose:
         logging.getLogger("transformers").setLevel(logging.ERROR)
+        # transformers' weight-loading bars: mergelab's own bars say what is going on
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     _verbosity["level"] = -1 if quiet else verbose
     set_progress_enabled(not quiet and sys.stderr.isatty())
 
