@@ -8,13 +8,13 @@ This is the only module that configures logging and progress output. Errors deri
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from importlib import import_module
 
 import click
 import typer
 from rich.console import Console
+from transformers.utils import logging as hf_logging
 
 from mergelab.errors import MergelabError
 from mergelab.progress import set_progress_enabled
@@ -54,8 +54,7 @@ def _configure(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     if not verbose:
         logging.getLogger("transformers").setLevel(logging.ERROR)
-        # transformers' weight-loading bars: mergelab's own bars say what is going on
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        hf_logging.disable_progress_bar()  # mergelab's own bars say what is going on
     _verbosity["level"] = -1 if quiet else verbose
     set_progress_enabled(not quiet and sys.stderr.isatty())
 
