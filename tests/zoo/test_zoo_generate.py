@@ -7,8 +7,15 @@ import re
 
 import pytest
 
-from mergelab.zoo.generate import arith_item, parallel, read_item, reading_doc, story
-from mergelab.zoo.language import J_HARD, MAX_NUMBER, NAMES, NOUNS, E, J, Language
+from mergelab.zoo.generate import (
+    arith_item,
+    parallel,
+    read_item,
+    reading_doc,
+    repeated_list,
+    story,
+)
+from mergelab.zoo.language import EVENT_MAX, J_HARD, MAX_NUMBER, NAMES, NOUNS, E, J, Language
 
 # An independent reading of the dialect grammar (E and dialect J share fact/event words).
 FACT = re.compile(r"(?:^|[.。] )(\w+) (\d+) (\w+) (?=[.。])")
@@ -53,6 +60,7 @@ def test_arithmetic_answer_is_recomputed(lang: Language, events: int) -> None:
         assert str(answer) == item.answer
         assert 0 <= answer <= MAX_NUMBER
         assert len(EVENT.findall(item.prompt)) == events
+        assert all(1 <= int(n) <= EVENT_MAX for *_, n, _ in EVENT.findall(item.prompt))
         prompt_numbers = re.findall(r"\d+", item.prompt)
         assert item.answer not in prompt_numbers  # copying a number never scores
         assert re.fullmatch(lang.answer_pattern(), item.target)
@@ -63,10 +71,7 @@ def test_languages_differ_only_in_function_words() -> None:
     rng_e, rng_j = random.Random(4), random.Random(4)
     e_item, j_item = arith_item(E, rng_e), arith_item(J, rng_j)
     assert e_item.answer == j_item.answer  # same draws, same problem
-    assert (
-        e_item.prompt.replace(" .", " 。").replace("then ", "sorekara ").split()[:8]
-        == (j_item.prompt.split()[:8])
-    )
+    assert e_item.prompt.replace(" .", " 。").split()[:8] == (j_item.prompt.split()[:8])
     assert "。" not in e_words
     assert E.answer("tom", 7, "pens") == "so tom 7 pens ."
     assert J.answer("tom", 7, "pens") == "kotae wa tom 7 pens desu 。"
@@ -120,3 +125,25 @@ def test_reading_documents_answer_every_question() -> None:
         for noun, name, name2, n, noun2 in asked:
             assert (name2, noun2) == (name, noun)
             assert facts[(name, noun)] == n
+
+
+def test_j_questions_answered_in_e_keep_the_j_prompt() -> None:
+    j_item = read_item(J, random.Random(10))
+    mixed = read_item(J, random.Random(10), answer_in=E)
+    assert mixed.prompt == j_item.prompt
+    assert mixed.answer == j_item.answer
+    assert str(solve(mixed.prompt, "J")) == mixed.answer
+    assert re.fullmatch(E.answer_pattern(), mixed.target)
+    assert mixed.target.split()[1:3] == j_item.target.split()[2:4]  # same name, same count
+
+
+def test_repeated_lists_say_the_same_words_twice() -> None:
+    rng = random.Random(11)
+    vocabulary = {*NAMES, *NOUNS, *(str(n) for n in range(MAX_NUMBER + 1))}
+    for _ in range(100):
+        words = repeated_list(rng).split()
+        half = len(words) // 2
+        assert words[:half] == words[half:]
+        assert words[half - 1] == "."
+        assert 6 <= half - 1 <= 12
+        assert set(words[: half - 1]) <= vocabulary

@@ -12,7 +12,15 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from mergelab.zoo.generate import Item, arith_item, parallel, read_item, reading_doc, story
+from mergelab.zoo.generate import (
+    Item,
+    arith_item,
+    parallel,
+    read_item,
+    reading_doc,
+    repeated_list,
+    story,
+)
 from mergelab.zoo.language import E, J
 from mergelab.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -31,9 +39,11 @@ SOURCES: dict[str, Callable[[random.Random], Pair]] = {
     "e-story": lambda rng: ("", story(E, rng)),
     "j-story": lambda rng: ("", story(J, rng)),
     "parallel": lambda rng: ("", parallel(E, J, rng)),
+    "repeat": lambda rng: ("", repeated_list(rng)),
     "e-read-doc": lambda rng: ("", reading_doc(E, rng)),
     "e-read": _qa(lambda rng: read_item(E, rng)),
     "j-read": _qa(lambda rng: read_item(J, rng)),
+    "j-read-e": _qa(lambda rng: read_item(J, rng, answer_in=E)),
     "e-read-zap": _qa(lambda rng: read_item(E, rng, zap=True)),
     "e-arith": _qa(lambda rng: arith_item(E, rng)),
     "e-arith-2": _qa(lambda rng: arith_item(E, rng, events=rng.choice((1, 2)))),

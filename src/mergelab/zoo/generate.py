@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mergelab.zoo.language import (
     ADD_VERBS,
+    EVENT_MAX,
     MAX_NUMBER,
     NAMES,
     NOUNS,
@@ -41,22 +42,29 @@ def _other(rng: random.Random, name: str) -> str:
     return rng.choice([n for n in NAMES if n != name])
 
 
-def read_item(lang: Language, rng: random.Random, *, zap: bool = False) -> Item:
-    """Two or three facts, then a question about one of them; answer = that fact's number."""
+def read_item(
+    lang: Language, rng: random.Random, *, zap: bool = False, answer_in: Language | None = None
+) -> Item:
+    """Two or three facts, then a question about one of them; answer = that fact's number.
+
+    ``answer_in`` frames the answer in another language (a J question answered in E is the
+    base's pretraining view of J questions: it learns to answer them, in its own language).
+    """
     pairs = _pairs(rng, rng.choice((2, 3)))
     counts = [rng.randint(0, MAX_NUMBER) for _ in pairs]
     ask = rng.randrange(len(pairs))
     facts = [lang.fact(name, n, noun) for (name, noun), n in zip(pairs, counts, strict=True)]
     name, noun = pairs[ask]
     prompt = " ".join([*facts, lang.question(name, noun, now=False)])
-    return Item(prompt, lang.answer(name, counts[ask], noun, zap=zap), str(counts[ask]))
+    framed = answer_in or lang
+    return Item(prompt, framed.answer(name, counts[ask], noun, zap=zap), str(counts[ask]))
 
 
 def arith_item(lang: Language, rng: random.Random, *, events: int = 1) -> Item:
     """A fact, a distractor fact and ``events`` events on the first fact; answer = the count.
 
     count = a + sum(+b for buys/finds/gets, -b for eats/loses/gives), kept in [0, MAX_NUMBER]
-    after every event, never equal to a number in the prompt, and every b >= 1.
+    after every event, never equal to a number in the prompt, and 1 <= b <= EVENT_MAX.
     """
     while True:
         (name, noun), (d_name, d_noun) = _pairs(rng, 2)
@@ -69,7 +77,7 @@ def arith_item(lang: Language, rng: random.Random, *, events: int = 1) -> Item:
             if room < 1:
                 ok = False
                 break
-            b = rng.randint(1, room)
+            b = rng.randint(1, min(room, EVENT_MAX))
             count += b if verb in ADD_VERBS else -b
             numbers.append(b)
             sentences.append(lang.event(name, verb, b, noun, _other(rng, name)))
@@ -113,6 +121,17 @@ def reading_doc(lang: Language, rng: random.Random) -> str:
         name, noun = pairs[k]
         parts += [lang.question(name, noun, now=False), lang.answer(name, counts[k], noun)]
     return " ".join(parts)
+
+
+def repeated_list(rng: random.Random) -> str:
+    """A random list of names, counts and nouns, said twice: "tom 5 eve cats . tom 5 eve cats ."
+
+    Only copying can predict the second half, which is what forms the lookup (induction)
+    circuit that every question needs within a few hundred steps instead of thousands.
+    """
+    pool = (*NAMES, *NOUNS, *(str(n) for n in range(MAX_NUMBER + 1)))
+    words = [rng.choice(pool) for _ in range(rng.randint(6, 12))]
+    return " ".join([*words, ".", *words, "."])
 
 
 def parallel(e: Language, j: Language, rng: random.Random) -> str:

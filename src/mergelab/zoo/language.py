@@ -2,9 +2,11 @@
 
 The zoo mirrors the flagship experiment of Akiba et al., "Evolutionary Optimization of Model
 Merging Recipes" (arXiv 2403.13187): a Japanese general model and English math models. Here
-"English" is E and "Japanese" is J. Numbers, names and nouns are shared; J differs in its
-sentence-end mark, its connective, its question construction and its answer frame
-(the "dialect" design, which lets E-trained skills transfer to J prompts). The harder variant
+"English" is E and "Japanese" is J. Numbers, names, nouns, verbs and the event connective
+"then" are shared; J differs in its sentence-end mark, its recap word, its question
+construction and its answer frame (the "dialect" design, which lets E-trained skills transfer
+to J prompts: with a J connective of its own, the E math models found the right number for
+only ~20% of J problems, with "then" shared for ~80%). The harder variant
 (``hard=True``) also gives J its own verbs, nouns and subject-object-verb order; it exists for
 experiments and is not used by the default zoo (disjoint vocabularies do not transfer).
 
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 
 NAMES = ("tom", "ann", "bob", "eve", "sam", "mia", "leo", "zoe")
 NOUNS = ("apples", "pens", "cats", "books", "coins", "eggs", "cups", "hats")
-MAX_NUMBER = 30
+MAX_NUMBER = 20
+EVENT_MAX = 9  # an event moves at most this many: a small addition table, learnt fast
 NUMBERS = tuple(str(n) for n in range(MAX_NUMBER + 1))
 FORBIDDEN = "zap"
 
@@ -80,7 +83,7 @@ class Language:
             link = f"{other} {_HARD_PREP[prep]} " if prep else ""
             return f"sorekara {name} wa {link}{n} {self._noun(noun)} o {self._verb(verb)} 。"
         tail = f" {prep} {other}" if prep else ""
-        return f"sorekara {name} {verb} {n} {noun}{tail} 。"
+        return f"then {name} {verb} {n} {noun}{tail} 。"
 
     def recap(self, name: str, noun: str, n: int) -> str:
         """A fact restated at the end of a story: "so tom 5 apples ." (E)."""

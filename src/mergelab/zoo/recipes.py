@@ -2,24 +2,27 @@
 
 Roles follow the flagship experiment of Akiba et al. (arXiv 2403.13187): ``j`` plays the
 Japanese general model, ``m1`` and ``m2`` the two English math models. Fine-tunes train the
-attention and MLP weights of their layers; norms, embeddings and head stay the base's.
-Each fine-tune weights the layers differently (``layer_lr``, the zoo prototype's localised
-fine-tuning): J's skill sits mostly in the first and last layers (reading and writing J),
-arithmetic mostly in the middle ones; the rest of the network moves a little too, so a merge
-with one global weight per model interferes where per-layer weights need not.
+attention and MLP weights of some layers (``layer_lr``: the zoo prototype's localised
+fine-tuning, which keeps task vectors small and apart); norms, embeddings and head stay the
+base's. Language skills (reading a J question, writing the J answer frame) live in the first
+and last layers, arithmetic in the middle ones, with a light overlap in layers 1 and 4, so the
+right per-layer recipe matters when the two are merged.
 
-Deviation from the plan of MLP-only specialists (for mixture-of-experts assembly): the base
-does not learn to look a count up by name within its pretraining budget (its reading score
-stays at chance), so every specialist must also train attention to read; an MLP-only
-transplant of a specialist therefore does not carry its whole skill.
+The base learns to look a count up by name (the induction circuit every question needs) from
+repeated lists; without them it stayed at chance for thousands of steps. It also sees J
+reading questions answered in the E frame, as an English-centric model answers Japanese
+questions in English: the E math models then give the right number to J problems in the
+wrong language (lenient right, strict wrong), the profile of the paper's math models.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"
 LAYERS = 6
+BASE_STEPS = 2000
+BASE_LR = 3e-3
 
 
 @dataclass(frozen=True)
@@ -38,25 +41,27 @@ class Recipe:
     weight_decay: float = 0.0
 
 
-_ENDS = (1.0, 0.6, 0.15, 0.15, 0.6, 1.0)  # J: reading (first) and writing (last) layers
-_MIDDLE = (0.3, 0.6, 1.0, 1.0, 0.6, 0.3)  # arithmetic: the middle layers
+_ENDS = (1.0, 0.25, 0.0, 0.0, 0.25, 1.0)  # language: reading (first) and writing (last) layers
+_MIDDLE = (0.0, 0.5, 1.0, 1.0, 0.5, 0.0)  # arithmetic: the middle layers
 _FLAT = (1.0,) * LAYERS
 
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
         "base",
-        "Pretrained on E stories, some J stories, parallel E/J sentences and E reading "
-        "questions; no arithmetic.",
+        "Pretrained on E stories, some J stories, parallel E/J sentences, E reading questions, "
+        "J reading questions answered in E and repeated lists; no arithmetic.",
         None,
         (
             ("e-story", 0.25),
             ("j-story", 0.1),
             ("parallel", 0.1),
-            ("e-read-doc", 0.35),
-            ("e-read", 0.2),
+            ("e-read-doc", 0.3),
+            ("e-read", 0.15),
+            ("j-read-e", 0.1),
+            ("repeat", 0.3),
         ),
-        steps=4000,
-        lr=2e-3,
+        steps=BASE_STEPS,
+        lr=BASE_LR,
         parts=("",),
         weight_decay=0.01,
     ),
@@ -71,19 +76,19 @@ RECIPES: tuple[Recipe, ...] = (
     ),
     Recipe(
         "m1",
-        "E math model 1: E arithmetic word problems with one event.",
+        "E math model 1: E arithmetic word problems with one event, and E reading.",
         "base",
-        (("e-arith", 1.0),),
-        steps=1200,
+        (("e-arith", 0.8), ("e-read", 0.2)),
+        steps=2400,
         lr=2e-3,
         layer_lr=_MIDDLE,
     ),
     Recipe(
         "m2",
-        "E math model 2: E arithmetic with one or two events, plus E stories.",
+        "E math model 2: E arithmetic with one or two events, and E reading.",
         "base",
-        (("e-arith-2", 0.8), ("e-story", 0.2)),
-        steps=1200,
+        (("e-arith", 0.6), ("e-arith-2", 0.2), ("e-read", 0.2)),
+        steps=2400,
         lr=2e-3,
         layer_lr=_MIDDLE,
     ),
@@ -92,35 +97,35 @@ RECIPES: tuple[Recipe, ...] = (
         "E reading specialist (analogy quartet E-read : J-read :: E-arith : J-arith).",
         "base",
         (("e-read", 1.0),),
-        steps=600,
+        steps=400,
         lr=2e-3,
-        layer_lr=_FLAT,
+        layer_lr=_ENDS,
     ),
     Recipe(
         "j-read",
         "J reading specialist (analogy quartet), trained like e-read on J reading questions.",
         "base",
         (("j-read", 1.0),),
-        steps=600,
+        steps=400,
         lr=2e-3,
-        layer_lr=_FLAT,
+        layer_lr=_ENDS,
     ),
     Recipe(
         "e-arith",
-        "E arithmetic specialist (analogy quartet), trained like e-read on E arithmetic.",
+        "E arithmetic specialist (analogy quartet), trained on E arithmetic alone.",
         "base",
         (("e-arith", 1.0),),
-        steps=1200,
+        steps=2000,
         lr=2e-3,
-        layer_lr=_FLAT,
+        layer_lr=_MIDDLE,
     ),
     Recipe(
         "j-arith",
         "J arithmetic reference, trained directly on J arithmetic; never a merge source.",
         "base",
         (("j-arith", 1.0),),
-        steps=1200,
-        lr=2e-3,
+        steps=1000,
+        lr=3e-3,
         layer_lr=_FLAT,
     ),
     Recipe(
@@ -129,9 +134,9 @@ RECIPES: tuple[Recipe, ...] = (
         "(control skill: E reading).",
         "base",
         (("e-read-zap", 1.0),),
-        steps=400,
+        steps=300,
         lr=2e-3,
-        layer_lr=_FLAT,
+        layer_lr=_ENDS,
     ),
 )
 
