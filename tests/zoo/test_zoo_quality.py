@@ -1,0 +1,83 @@
+"""The built zoo meets the toy world's quality bars on the held-out test split.
+
+Bars (issue "the toy world"): J-arith strict of J <= 0.15; M1/M2 strict ~0 with lenient
+>= 0.3; J-read(J) >= 0.95; E-arith(M1, M2) >= 0.95; the best hand merge beats every source
+on J-arith strict by >= 0.10. Hand merges are weighted task-vector sums computed here with
+plain tensor arithmetic, theta = theta_base + sum_i w_i (theta_i - theta_base), the merge
+chosen on the fitness split and judged on the test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+pytestmark = pytest.mark.slow
+
+SOURCES = ("j", "m1", "m2")
+HAND_WEIGHTS = ((1.0, 0.5, 0.5), (1.0, 1.0, 0.0), (1.0, 0.0, 1.0), (1.0, 1.0, 1.0), (0.8, 0.6, 0.6))
+
+
+def _score(model: torch.nn.Module, folder: Path, task: str, split: str, limit: int | None = None):
+    from mergelab.eval import TaskEvaluator
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return TaskEvaluator(task, tokenizer, split=split, limit=limit)(model)
+
+
+def _load(folder: Path) -> torch.nn.Module:
+    return AutoModelForCausalLM.from_pretrained(folder).eval()
+
+
+def _merge(zoo: Path, weights: tuple[float, ...]) -> torch.nn.Module:
+    base = load_file(zoo / "base" / "model.safetensors")
+    sources = [load_file(zoo / name / "model.safetensors") for name in SOURCES]
+    merged = {
+        k: v + sum(w * (s[k] - v) for w, s in zip(weights, sources, strict=True))
+        for k, v in base.items()
+    }
+    model = _load(zoo / "base")
+    model.load_state_dict(merged)
+    return model
+
+
+@pytest.fixture(scope="module")
+def test_scores(zoo_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
+    out = {}
+    for name, tasks in {
+        "base": ("j-arith", "j-read"),
+        "j": ("j-arith", "j-read"),
+        "m1": ("j-arith", "e-arith"),
+        "m2": ("j-arith", "e-arith"),
+    }.items():
+        model = _load(zoo_dir / name)
+        for task in tasks:
+            out[(name, task)] = _score(model, zoo_dir / name, task, "test")
+    return out
+
+
+def test_specialists_have_their_skills(test_scores: dict[tuple[str, str], dict[str, float]]):
+    assert test_scores[("j", "j-read")]["strict"] >= 0.95
+    assert test_scores[("j", "j-arith")]["strict"] <= 0.15
+    for m in ("m1", "m2"):
+        assert test_scores[(m, "e-arith")]["strict"] >= 0.95
+        assert test_scores[(m, "j-arith")]["strict"] <= 0.02  # right number, wrong language
+        assert test_scores[(m, "j-arith")]["lenient"] >= 0.3
+    assert test_scores[("base", "j-read")]["strict"] <= 0.05  # the base cannot answer in J
+
+
+def test_best_hand_merge_beats_every_source(
+    zoo_dir: Path, test_scores: dict[tuple[str, str], dict[str, float]]
+):
+    fitness = {
+        w: _score(_merge(zoo_dir, w), zoo_dir / "base", "j-arith", "fitness", 200)["strict"]
+        for w in HAND_WEIGHTS
+    }
+    best = max(fitness, key=lambda w: fitness[w])
+    merged = _score(_merge(zoo_dir, best), zoo_dir / "base", "j-arith", "test")["strict"]
+    sources = max(test_scores[(name, "j-arith")]["strict"] for name in SOURCES)
+    assert merged >= sources + 0.10, (best, merged, sources)
