@@ -1,0 +1,73 @@
+"""Quality bars of task vectors on the toy zoo (held-out test split).
+
+Run with ``pytest -m slow tests/vectors``; each test prints the numbers it checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+from mergelab.vectors import Term, apply_state_dict
+
+pytestmark = pytest.mark.slow
+
+Score = Callable[[str, dict[str, torch.Tensor] | None], dict[str, float]]
+
+
+@pytest.fixture(scope="module")
+def score(zoo_dir: Path) -> Score:
+    """score(task, weights or None for the base) -> metrics on the test split."""
+    from mergelab.checkpoint import Checkpoint
+    from mergelab.eval import TaskEvaluator, load_model
+
+    module, tokenizer = load_model(zoo_dir / "base")
+    with Checkpoint.open(zoo_dir / "base") as ckpt:
+        base = {name: ckpt.read(name).clone() for name in ckpt.tensors}
+    evaluators: dict[str, TaskEvaluator] = {}
+
+    def run(task: str, weights: dict[str, torch.Tensor] | None) -> dict[str, float]:
+        if task not in evaluators:
+            evaluators[task] = TaskEvaluator(task, tokenizer, split="test")
+        module.load_state_dict(weights if weights is not None else base)
+        return evaluators[task](module)
+
+    return run
+
+
+def _model(zoo: Path, name: str) -> dict[str, torch.Tensor]:
+    return apply_state_dict(zoo / "base", [Term(str(zoo / name), 1.0)])  # = the model itself
+
+
+def _vectors(zoo: Path, terms: Sequence[tuple[str, float]]) -> dict[str, torch.Tensor]:
+    return apply_state_dict(zoo / "base", [Term(str(zoo / n), s) for n, s in terms])
+
+
+def test_negating_the_unwanted_vector_keeps_the_control_skill(zoo_dir: Path, score: Score) -> None:
+    # Ilharco et al.: base - lam * tau_zap; the behaviour stays at (or under) the base's
+    # rate and the control skill (E reading) keeps >= 95% of the base's accuracy
+    base_rate = score("zap", None)["forbidden_rate"]
+    base_control = score("e-read", None)["lenient"]
+    assert score("zap", _model(zoo_dir, "zap"))["forbidden_rate"] > base_rate + 0.5
+    results = {}
+    for lam in (0.25, 0.5):
+        weights = _vectors(zoo_dir, [("zap", -lam)])
+        results[lam] = (
+            score("zap", weights)["forbidden_rate"],
+            score("e-read", weights)["lenient"],
+        )
+    print(f"\nnegation: base rate {base_rate:.3f}, control {base_control:.3f}; {results}")
+    for rate, control in results.values():
+        assert rate <= base_rate
+        assert control >= 0.95 * base_control
+
+
+def test_adding_j_and_m1_beats_both_on_j_arith(zoo_dir: Path, score: Score) -> None:
+    both = score("j-arith", _vectors(zoo_dir, [("j", 1.0), ("m1", 1.0)]))
+    j = score("j-arith", _model(zoo_dir, "j"))
+    m1 = score("j-arith", _model(zoo_dir, "m1"))
+    print(f"\naddition on j-arith: j+m1 {both}; j {j}; m1 {m1}")
+    assert both["strict"] > max(j["strict"], m1["strict"])
