@@ -1,0 +1,75 @@
+"""Quality checks on the toy zoo, at a budget that runs in minutes (the full 300-trial
+numbers come from ``benchmarks/evolve_speed.py`` and are reported in docs/evolve.md).
+
+What a short search can honestly promise: the evolved J-arith model is at least as good on
+the held-out test split as every source model; the chosen recipe, merged on disk, scores
+exactly the fitness the search recorded; a two-objective search returns a non-dominated
+front with a knee and test scores for every point.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mergelab import merge
+from mergelab.eval import TaskEvaluator, load_model
+from mergelab.evolve import evolve
+
+pytestmark = pytest.mark.slow
+
+
+def _config(zoo: Path, objectives: list[dict[str, Any]], trials: int) -> dict[str, Any]:
+    return {
+        "merge_method": "dare_ties",
+        "base_model": str(zoo / "base"),
+        "models": [str(zoo / "j"), str(zoo / "m1"), str(zoo / "m2")],
+        "genome": {
+            "granularity": "layer",
+            "parameters": {"weight": [0.0, 1.0], "density": [0.1, 1.0]},
+        },
+        "objectives": objectives,
+        "budget": {"trials": trials},
+        "seed": 0,
+    }
+
+
+def test_evolved_j_arith_matches_or_beats_every_source(zoo_dir: Path, tmp_path: Path) -> None:
+    objective = {"task": "j-arith", "metric": "strict", "limit": 100}
+    out = tmp_path / "run"
+    result = evolve(_config(zoo_dir, [objective], trials=40), out)
+    summary = result.summary
+    evolved = summary["chosen"]["test"]["j-arith/test"]["strict"]
+    sources = {Path(r).name: m["j-arith/test"]["strict"] for r, m in summary["sources"].items()}
+    assert set(sources) == {"base", "j", "m1", "m2"}
+    assert evolved >= max(sources.values()), (evolved, sources)
+    # the written recipe rebuilds the evaluated model: same fitness, scored from disk
+    merge(out / "best_recipe.yml", tmp_path / "best")
+    model, tokenizer = load_model(tmp_path / "best")
+    fitness = TaskEvaluator("j-arith", tokenizer, split="fitness", limit=100)(model)["strict"]
+    assert fitness == summary["chosen"]["fitness"]["j-arith:strict"]
+
+
+def test_two_objectives_give_a_front_with_a_knee(zoo_dir: Path, tmp_path: Path) -> None:
+    objectives = [
+        {"task": "j-arith", "metric": "strict", "limit": 60},
+        {"task": "j-read", "metric": "strict", "limit": 60},
+    ]
+    config = {**_config(zoo_dir, objectives, trials=40), "population": 10}
+    out = tmp_path / "run"
+    result = evolve(config, out)
+    front = json.loads((out / "pareto.json").read_text())
+    points = front["points"]
+    assert points
+    values = np.array(
+        [[p["fitness"]["j-arith:strict"], p["fitness"]["j-read:strict"]] for p in points]
+    )
+    for v in values:  # no front point dominates another
+        assert not np.any(np.all(values >= v, axis=1) & np.any(values > v, axis=1))
+    assert 0 <= front["knee"] < len(points)
+    assert all(set(p["test"]) == {"j-arith/test", "j-read/test"} for p in points)
+    assert result.summary["chosen"]["trial"] == points[front["knee"]]["trial"]
