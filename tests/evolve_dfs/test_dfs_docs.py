@@ -45,15 +45,11 @@ def test_the_export_recipe_example_is_a_valid_recipe() -> None:
     assert [s.sources[0].model for s in recipe.slices or []] == ["/abs/zoo/j", "/abs/zoo/m1"]
 
 
-ZOO = DOC.parents[1] / "zoo"
-
-
-@pytest.mark.skipif(
-    not (ZOO / "m1" / "config.json").is_file(),
-    reason="the zoo is not built here (mergelab zoo build --out zoo)",
-)
-def test_the_examples_validate_against_a_built_zoo(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ZOO.parent)  # the examples' paths are zoo/m1, zoo/j, ...
+@pytest.mark.slow
+def test_the_examples_validate_against_a_built_zoo(
+    zoo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(zoo_dir.parent)  # the examples' paths are zoo/m1, zoo/j, ...
     dfs = check_config(load_evolve_config(_block("space: dfs")))
     assert len(DfsSpace(dfs).distributions()) == 24 + 144  # T = 12 x 2 slots, W 12 x 12
     check_config(load_evolve_config(_block("space: ps+dfs")))
