@@ -202,6 +202,16 @@ def _process_tree(root: int) -> list[int]:
     return pids
 
 
+def warm_page_cache(inputs: list[Path]) -> None:
+    """Read every input file once, so runs compare with the same (warm) page cache."""
+    buf = bytearray(64 << 20)
+    for folder in inputs:
+        for f in sorted(folder.glob("*.safetensors")):
+            with open(f, "rb", buffering=0) as fh:
+                while fh.readinto(buf):
+                    pass
+
+
 def io_floor(inputs: list[Path], out_bytes: int, scratch: Path) -> float:
     """Seconds to read every input file once and write + fsync ``out_bytes``."""
     start = time.perf_counter()
@@ -266,10 +276,12 @@ def bench_one(
     out = args.work / f"out-{slug}-{layers}"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "mergelab.cli", "-q", "merge", str(recipe_path), str(out)]
-    ours = run_measured(cmd)
     inputs = sorted({Path(str(m["model"])) for m in recipe["models"]})  # type: ignore[index, union-attr]
     if "base_model" in recipe:
         inputs = sorted(set(inputs) | {Path(str(recipe["base_model"]))})
+    warm_page_cache(inputs)  # every measurement starts with the inputs cached
+    ours = run_measured(cmd)
+    warm_page_cache(inputs)
     floor = io_floor(inputs, model_bytes(out), args.work / "floor.tmp")
     shutil.rmtree(out, ignore_errors=True)
     row: dict[str, object] = {
@@ -288,6 +300,7 @@ def bench_one(
     if compare and venv is not None and (venv / "bin" / "mergekit-yaml").exists():
         mk_out = args.work / f"mk-{slug}"
         shutil.rmtree(mk_out, ignore_errors=True)
+        warm_page_cache(inputs)
         row["mergekit"] = run_measured(
             [str(venv / "bin" / "mergekit-yaml"), str(recipe_path), str(mk_out)]
         )
