@@ -14,6 +14,7 @@ import optuna
 import pytest
 import torch
 from evolve_helpers import Distance, synthetic_config
+from study_journal import finished_calls, study_trials
 
 from mergelab.errors import ConfigError
 from mergelab.evolve import evolve
@@ -25,17 +26,6 @@ HELPERS = HERE.parent / "helpers"
 COMPLETE = optuna.trial.TrialState.COMPLETE
 RUNNING = optuna.trial.TrialState.RUNNING
 FAIL = optuna.trial.TrialState.FAIL
-
-
-def _trials(out: Path) -> list[optuna.trial.FrozenTrial]:
-    storage = optuna.storages.JournalStorage(JournalFile(out / JOURNAL_FILE))
-    return optuna.load_study(study_name="mergelab-evolve", storage=storage).get_trials()
-
-
-def _calls(out: Path) -> int:
-    """Evaluations the subprocess has finished (its evaluator logs one line each)."""
-    log = Path(f"{out}.calls")
-    return len(log.read_text().splitlines()) if log.is_file() else 0
 
 
 def test_resume_after_kill_9_keeps_every_finished_trial(
@@ -50,7 +40,7 @@ def test_resume_after_kill_9_keeps_every_finished_trial(
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
-        while _calls(out) < 8:
+        while finished_calls(out) < 8:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline, "the search did not start in time"
             time.sleep(0.05)
@@ -58,7 +48,7 @@ def test_resume_after_kill_9_keeps_every_finished_trial(
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    before = _trials(out)
+    before = study_trials(out)
     done = {t.number: t.values for t in before if t.state == COMPLETE}
     running = [t.number for t in before if t.state == RUNNING]
     assert 7 <= len(done) < 40  # the 8th evaluation may not have been told yet
@@ -69,7 +59,7 @@ def test_resume_after_kill_9_keeps_every_finished_trial(
         out,
         evaluators={"distance": Distance(target)},
     )
-    after = {t.number: t for t in _trials(out)}
+    after = {t.number: t for t in study_trials(out)}
     for number, values in done.items():  # finished trials are kept as they were
         assert after[number].state == COMPLETE
         assert after[number].values == values
@@ -99,7 +89,7 @@ def test_a_different_config_is_refused_a_bigger_budget_resumes(
     result = evolve(synthetic_config(sources, trials=5), out, evaluators=evaluators)
     assert result.summary["trials"]["counted"] == 5
     assert result.summary["trials"]["this_run"] == 2
-    assert len(_trials(out)) == 5
+    assert len(study_trials(out)) == 5
 
 
 def test_sqlite_storage_is_shared_across_runs(
@@ -128,7 +118,7 @@ def test_the_journal_opens_with_optunas_own_file_backend(
     study = optuna.load_study(
         study_name="mergelab-evolve", storage=optuna.storages.JournalStorage(backend)
     )
-    ours = _trials(out)
+    ours = study_trials(out)
     assert [t.values for t in study.trials] == [t.values for t in ours]
     assert [t.params for t in study.trials] == [t.params for t in ours]
 

@@ -13,25 +13,14 @@ from pathlib import Path
 import optuna
 import pytest
 from dfs_helpers import MatchLogits, dfs_config, logits, stacked_by_hand
+from study_journal import finished_calls, study_trials
 
 from mergelab.errors import ConfigError
 from mergelab.evolve import evolve
-from mergelab.evolve.journal import JournalFile
-from mergelab.evolve.storage import JOURNAL_FILE
 
 HERE = Path(__file__).resolve().parent
 HELPERS = HERE.parent / "helpers"
 TRIALS = 10
-
-
-def _trials(out: Path) -> list[optuna.trial.FrozenTrial]:
-    storage = optuna.storages.JournalStorage(JournalFile(out / JOURNAL_FILE))
-    return optuna.load_study(study_name="mergelab-evolve", storage=storage).get_trials()
-
-
-def _calls(out: Path) -> int:
-    log = Path(f"{out}.calls")
-    return len(log.read_text().splitlines()) if log.is_file() else 0
 
 
 def test_resume_after_kill_9_keeps_every_finished_trial(
@@ -47,7 +36,7 @@ def test_resume_after_kill_9_keeps_every_finished_trial(
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
-        while _calls(out) < 4:
+        while finished_calls(out) < 4:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline, "the search did not start in time"
             time.sleep(0.05)
@@ -55,7 +44,7 @@ def test_resume_after_kill_9_keeps_every_finished_trial(
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    before = _trials(out)
+    before = study_trials(out)
     done = {t.number: t.values for t in before if t.state == optuna.trial.TrialState.COMPLETE}
     running = [t.number for t in before if t.state == optuna.trial.TrialState.RUNNING]
     assert 3 <= len(done) < TRIALS
@@ -64,7 +53,7 @@ def test_resume_after_kill_9_keeps_every_finished_trial(
     target = logits(stacked_by_hand(folders, [(0, 0), (0, 1), (1, 1), (0, 2)]))
     config = dfs_config(folders, trials=TRIALS, scaling="none")
     result = evolve(config, out, evaluators={"match": MatchLogits(target)})
-    after = {t.number: t for t in _trials(out)}
+    after = {t.number: t for t in study_trials(out)}
     for number, values in done.items():
         assert after[number].values == values
     for number in running:
