@@ -17,9 +17,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from mergelab.errors import EvaluationError
-from mergelab.eval.batching import batch_key, plan_batches
 from mergelab.eval.encoding import bos_ids, check_known_words, encode_continuations, pad_id
-from mergelab.eval.loglik import ScoreBatch, score_batches, sequence_logprobs
+from mergelab.eval.loglik import PlannedScoreBatches
 from mergelab.eval.task import Task
 
 
@@ -40,13 +39,10 @@ class ChoiceScorer:
         check_known_words(tokenizer, texts, task.name)
         self._task = task
         self._items = items
-        self._batch_size = batch_size
-        self._device = device
-        self._pad_id = pad_id(tokenizer)
         pairs = [(item["prompt"], choice) for item in items for choice in item["choices"]]
         prefix = bos_ids(tokenizer)
-        self._seqs: list[list[int]] = []
-        self._starts: list[int] = []
+        seqs: list[list[int]] = []
+        starts: list[int] = []
         for index, (context, continuation) in enumerate(encode_continuations(tokenizer, pairs)):
             if not continuation or not prefix + context:
                 raise EvaluationError(
@@ -54,9 +50,11 @@ class ChoiceScorer:
                     f"{pairs[index][0]!r} gives no token to score; use a non-empty prompt "
                     "(or a tokenizer with a bos token) and a non-empty choice"
                 )
-            self._seqs.append(prefix + context + continuation)
-            self._starts.append(len(prefix) + len(context))
-        self._batches: dict[tuple[int, float], list[ScoreBatch]] = {}
+            seqs.append(prefix + context + continuation)
+            starts.append(len(prefix) + len(context))
+        self._batches = PlannedScoreBatches(
+            seqs, starts, pad_id(tokenizer), batch_size=batch_size, device=device
+        )
 
     def metrics(self, model: nn.Module) -> dict[str, float]:
         """accuracy and accuracy_norm, primary first."""
@@ -69,7 +67,7 @@ class ChoiceScorer:
 
     def details(self, model: nn.Module) -> list[dict[str, Any]]:
         """Per item: prompt, choices, label, per-choice log-likelihoods and both verdicts."""
-        scores = sequence_logprobs(model, self._score_batches(model), len(self._seqs)).tolist()
+        scores = self._batches.logprobs(model).tolist()
         rows = []
         offset = 0
         for item in self._items:
@@ -91,23 +89,6 @@ class ChoiceScorer:
                 }
             )
         return rows
-
-    def _score_batches(self, model: nn.Module) -> list[ScoreBatch]:
-        lengths = [len(s) for s in self._seqs]
-        key = batch_key(
-            model,
-            self._batch_size,
-            self._device,
-            seq_len=max(lengths),
-            n_rows=len(lengths),
-            logit_positions=max(lengths),
-        )
-        if key not in self._batches:
-            plan = plan_batches(lengths, key[0], call_tokens=key[1], calls=1)
-            self._batches[key] = score_batches(
-                self._seqs, self._starts, plan, self._pad_id, self._device
-            )
-        return self._batches[key]
 
 
 def _argmax(values: list[float]) -> int:

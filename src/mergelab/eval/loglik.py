@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mergelab.eval.batching import pad
+from mergelab.eval.batching import batch_key, pad, plan_batches
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,48 @@ def score_batches(
             )
         )
     return batches
+
+
+class PlannedScoreBatches:
+    """The score batches of fixed sequences, planned once per (model, batch-size) key."""
+
+    def __init__(
+        self,
+        seqs: list[list[int]],
+        starts: list[int],
+        pad_id: int,
+        *,
+        batch_size: int | None,
+        device: str,
+    ) -> None:
+        self.seqs = seqs
+        self._starts = starts
+        self._pad_id = pad_id
+        self._batch_size = batch_size
+        self._device = device
+        self._planned: dict[tuple[int, float], list[ScoreBatch]] = {}
+
+    def for_model(self, model: nn.Module) -> list[ScoreBatch]:
+        """The batches sized for ``model`` (planned on first use, then reused)."""
+        lengths = [len(s) for s in self.seqs]
+        key = batch_key(
+            model,
+            self._batch_size,
+            self._device,
+            seq_len=max(lengths),
+            n_rows=len(lengths),
+            logit_positions=max(lengths),
+        )
+        if key not in self._planned:
+            plan = plan_batches(lengths, key[0], call_tokens=key[1], calls=1)
+            self._planned[key] = score_batches(
+                self.seqs, self._starts, plan, self._pad_id, self._device
+            )
+        return self._planned[key]
+
+    def logprobs(self, model: nn.Module) -> torch.Tensor:
+        """(n,) float64: summed log-probability of each sequence's scored tokens."""
+        return sequence_logprobs(model, self.for_model(model), len(self.seqs))
 
 
 def sequence_logprobs(model: nn.Module, batches: list[ScoreBatch], n: int) -> torch.Tensor:

@@ -13,14 +13,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from mergelab.errors import EvaluationError
-from mergelab.eval.batching import batch_key, plan_batches
 from mergelab.eval.encoding import bos_ids, check_known_words, encode, pad_id
-from mergelab.eval.loglik import ScoreBatch, score_batches, sequence_logprobs
+from mergelab.eval.loglik import PlannedScoreBatches
 from mergelab.eval.task import Task
 
 
@@ -40,9 +38,6 @@ class PerplexityScorer:
         check_known_words(tokenizer, texts, task.name)
         self._task = task
         self._texts = texts
-        self._batch_size = batch_size
-        self._device = device
-        self._pad_id = pad_id(tokenizer)
         self._seqs = [bos_ids(tokenizer) + ids for ids in encode(tokenizer, texts)]
         for text, seq in zip(texts, self._seqs, strict=True):
             if len(seq) < 2:
@@ -51,11 +46,17 @@ class PerplexityScorer:
                     "use longer texts or a tokenizer with a bos token"
                 )
         self._counts = [len(seq) - 1 for seq in self._seqs]  # predicted tokens per text
-        self._batches: dict[tuple[int, float], list[ScoreBatch]] = {}
+        self._batches = PlannedScoreBatches(
+            self._seqs,
+            [1] * len(self._seqs),  # every token after bos is scored
+            pad_id(tokenizer),
+            batch_size=batch_size,
+            device=device,
+        )
 
     def metrics(self, model: nn.Module) -> dict[str, float]:
         """perplexity and nll (mean per token), primary first."""
-        logprob = float(self._logprobs(model).sum())
+        logprob = float(self._batches.logprobs(model).sum())
         nll = -logprob / sum(self._counts)
         totals = {"perplexity": math.exp(nll), "nll": nll}
         return {name: totals[name] for name in self._task.metric_names}
@@ -64,25 +65,8 @@ class PerplexityScorer:
         """Per item: text, number of predicted tokens, nll per token and perplexity."""
         rows = []
         for text, count, logprob in zip(
-            self._texts, self._counts, self._logprobs(model).tolist(), strict=True
+            self._texts, self._counts, self._batches.logprobs(model).tolist(), strict=True
         ):
             nll = -logprob / count
             rows.append({"text": text, "tokens": count, "nll": nll, "perplexity": math.exp(nll)})
         return rows
-
-    def _logprobs(self, model: nn.Module) -> torch.Tensor:
-        lengths = [len(s) for s in self._seqs]
-        key = batch_key(
-            model,
-            self._batch_size,
-            self._device,
-            seq_len=max(lengths),
-            n_rows=len(lengths),
-            logit_positions=max(lengths),
-        )
-        if key not in self._batches:
-            plan = plan_batches(lengths, key[0], call_tokens=key[1], calls=1)
-            self._batches[key] = score_batches(
-                self._seqs, [1] * len(self._seqs), plan, self._pad_id, self._device
-            )
-        return sequence_logprobs(model, self._batches[key], len(self._seqs))
