@@ -21,6 +21,7 @@ import torch
 from mergelab.checkpoint import TensorInfo
 from mergelab.errors import NonFiniteError
 from mergelab.methods import MergeMethod, get_method
+from mergelab.methods._blocks import Block, Blocks, run_blocks
 from mergelab.plan import InputRef, TensorJob
 from mergelab.progress import progress
 from mergelab.units import format_size
@@ -159,6 +160,8 @@ def _produce(
         result = _compute(job, tensors, options)
         _check_output(job, result, options)
         return result.to(dtype=job.dtype, device="cpu")
+    if get_method(job.method).blockwise is not None:
+        return _stream_blocks(job, tensors, options, reader)
     # elementwise methods run block by block over the first dimension, so memory holds one
     # block of each input in the compute dtype, never whole upcast tensors
     out = torch.empty(job.shape, dtype=job.dtype)
@@ -173,6 +176,33 @@ def _produce(
                 reader.check_input(job, position, tensor)
             _check_output(job, result, options)
         out[start : start + rows] = result.to(dtype=job.dtype, device="cpu")
+    return out
+
+
+def _stream_blocks(
+    job: TensorJob, raws: list[torch.Tensor], options: EngineOptions, reader: _Reader
+) -> torch.Tensor:
+    """A block-wise method over memory-mapped inputs: every pass upcasts one block at a time."""
+    method = get_method(job.method)
+    assert method.blockwise is not None
+    dtype = torch.float64 if any(raw.dtype == torch.float64 for raw in raws) else torch.float32
+    has_base = job.base is not None
+    keep = list(range(len(raws) - has_base))
+    merge = method.blockwise(job.shape, dtype, **_method_kwargs(method, job, keep, options))
+    out = torch.empty(job.shape, dtype=job.dtype)
+
+    def read(block: Block) -> Blocks:
+        tensors = [reader.upcast(raw[block]) for raw in raws]
+        if not options.allow_nonfinite:
+            for position, tensor in enumerate(tensors):
+                reader.check_input(job, position, tensor)
+        return (tensors[0] if has_base else None), tensors[has_base:]
+
+    def write(block: Block, result: torch.Tensor) -> None:
+        _check_output(job, result, options)
+        out[block] = result.to(dtype=job.dtype, device="cpu")
+
+    run_blocks(merge, job.shape, read, write)
     return out
 
 
@@ -197,8 +227,8 @@ def all_finite(tensor: torch.Tensor) -> bool:
 class _Reader:
     """Reads a job's tensors; upcasts them to the compute dtype on the compute device.
 
-    Jobs of elementwise methods (see :meth:`chunked`) get the raw, memory-mapped tensors
-    instead, upcast block by block while they compute.
+    Large jobs of elementwise and block-wise methods (see :meth:`chunked`) get the raw,
+    memory-mapped tensors instead, upcast block by block while they compute.
     """
 
     def __init__(
@@ -211,7 +241,9 @@ class _Reader:
     def chunked(self, job: TensorJob) -> bool:
         if job.combine is not None or job.vocab is not None or len(job.shape) == 0:
             return False
-        return get_method(job.method).elementwise and _numel(job.shape) > CHUNK_ELEMENTS
+        method = get_method(job.method)
+        blocks = method.elementwise or method.blockwise is not None
+        return blocks and _numel(job.shape) > CHUNK_ELEMENTS
 
     def resident_bytes(self, job: TensorJob) -> int:
         """Memory a read-ahead job holds: upcast copies, or nothing for mapped raw tensors."""
@@ -272,13 +304,20 @@ def _call(
     options: EngineOptions,
 ) -> torch.Tensor:
     """Run the method on ``inputs`` (positions ``keep`` of the job's inputs)."""
-    kwargs = {}
+    return method.func(base, inputs, **_method_kwargs(method, job, keep, options))
+
+
+def _method_kwargs(
+    method: MergeMethod, job: TensorJob, keep: list[int], options: EngineOptions
+) -> dict[str, object]:
+    """The keyword arguments of the method for inputs ``keep`` of the job."""
+    kwargs: dict[str, object] = {}
     per_model = {p.kwarg for p in method.params if p.per_model}
     for key, value in job.params.items():
         kwargs[key] = [value[i] for i in keep] if key in per_model else value
     if method.randomized:
         kwargs["generators"] = [_generator(options, job.name, job.inputs[i]) for i in keep]
-    return method.func(base, inputs, **kwargs)
+    return kwargs
 
 
 def _generator(options: EngineOptions, tensor_name: str, ref: InputRef) -> torch.Generator:

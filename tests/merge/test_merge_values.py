@@ -185,22 +185,36 @@ def test_thread_count_does_not_change_results(tiny_zoo: dict[str, Path], threads
         assert torch.equal(reference[name], result[name])
 
 
-def test_blockwise_engine_path_matches_whole_tensors(
-    tiny_zoo: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+STREAMED: dict[str, tuple[list[dict[str, float]], dict[str, float]]] = {
+    # method: (parameters of models a and b, global parameters)
+    "task_arithmetic": ([{"weight": 0.6}, {"weight": 0.3}], {}),
+    "ties": ([{"weight": 0.6, "density": 0.4}, {"weight": 0.3, "density": 0.7}], {}),
+    "dare_ties": ([{"weight": 0.6, "density": 0.4}, {"weight": 0.3, "density": 0.7}], {}),
+    "slerp": ([{}], {"t": 0.3}),
+}
+
+
+@pytest.mark.parametrize("method", sorted(STREAMED))
+def test_streamed_engine_path_matches_whole_tensors(
+    method: str, tiny_zoo: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mergelab import engine
+    from mergelab.methods import _blocks
 
+    per_model, parameters = STREAMED[method]
     recipe = {
-        "merge_method": "task_arithmetic",
+        "merge_method": method,
         "base_model": str(tiny_zoo["base"]),
         "models": [
-            {"model": str(tiny_zoo["a"]), "parameters": {"weight": 0.6}},
-            {"model": str(tiny_zoo["b"]), "parameters": {"weight": 0.3}},
+            {"model": str(tiny_zoo[name]), "parameters": p}
+            for name, p in zip("ab", per_model, strict=False)
         ],
+        "parameters": parameters,
         "dtype": "bfloat16",
     }
-    whole = merge_state_dict(recipe)
-    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 100)  # every tensor runs in blocks
-    blocks = merge_state_dict(recipe)
+    monkeypatch.setattr(_blocks, "BLOCK_ELEMENTS", 64)  # several blocks per matrix
+    whole = merge_state_dict(recipe, seed=5)  # upcast tensors, blocks of their views
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 100)  # larger tensors stream from disk
+    streamed = merge_state_dict(recipe, seed=5)
     for name in whole:
-        assert torch.equal(whole[name], blocks[name]), name
+        torch.testing.assert_close(streamed[name], whole[name], rtol=0, atol=0, msg=name)

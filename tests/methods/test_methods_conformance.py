@@ -69,9 +69,11 @@ def test_the_catalogue_is_registered() -> None:
 @pytest.mark.parametrize("name", METHODS)
 def test_signature_matches_declared_params(name: str) -> None:
     method = METHODS[name]
-    sig = inspect.signature(method.func)
+    # a block-wise method declares its parameters on its factory (shape, dtype, *, params)
+    sig = inspect.signature(method.blockwise or method.func)
     positional = [p for p in sig.parameters.values() if p.kind is not p.KEYWORD_ONLY]
-    assert [p.name for p in positional] == ["base", "tensors"]
+    expected = ["shape", "dtype"] if method.blockwise else ["base", "tensors"]
+    assert [p.name for p in positional] == expected
     keyword = {p.name: p for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
     declared = {p.kwarg for p in method.params} | ({"generators"} if method.randomized else set())
     assert set(keyword) == declared

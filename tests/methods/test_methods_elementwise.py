@@ -10,14 +10,6 @@ from mergelab.methods import all_methods
 ELEMENTWISE = sorted(n for n, m in all_methods().items() if m.elementwise)
 ARGS = {
     "linear": {"weight": [0.3, 0.9], "normalize": True},
-    "task_arithmetic": {
-        "weight": [0.7, -0.4],
-        "density": [1.0, 1.0],
-        "lambda_": 1.3,
-        "normalize": False,
-        "rescale": False,
-        "int8_mask": False,
-    },
     "nearswap": {"t": 0.05},
     "passthrough": {"scale": [0.5]},
 }

@@ -37,10 +37,10 @@ def sign_consensus(
     mixed = torch.zeros_like(deltas[0])
     divisor = torch.zeros_like(deltas[0])
     for d, w in zip(deltas, weight, strict=True):
-        mask = agrees(d, signs).to(d.dtype)  # mask_i in {0, 1}
+        mask = agrees(d, signs).to(d.dtype)  # 0/1 factors: arithmetic, not branches
         mixed.addcmul_(d, mask)
         divisor.add_(mask, alpha=w)
-    return mixed, torch.where(divisor == 0, 1.0, divisor)
+    return mixed, divisor.masked_fill_(divisor == 0, 1.0)
 
 
 def sum_consensus(deltas: list[torch.Tensor], weight: list[float]) -> tuple[torch.Tensor, float]:

@@ -19,16 +19,23 @@ A method function has the signature::
   them before any tensor is read.
 - A method whose every output entry depends only on the same entry of its inputs declares
   ``elementwise=True``; the engine may then run it block by block over a large tensor.
+- A method that needs whole-tensor statistics (norms, top-k thresholds) but can gather them
+  in passes over blocks registers with :func:`block_merge_method` a factory
+  ``make(shape, dtype, *, <params>) -> BlockMerge`` (``_blocks``; ``dtype`` is the compute
+  dtype); its function is derived from it, and the engine streams it over large tensors.
 """
 
 from __future__ import annotations
 
+import functools
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+
+from mergelab.methods._blocks import BlockMerge, merge_in_blocks
 
 BaseUse = Literal["required", "optional", "ignored", "none"]
 ParamKind = Literal["float", "int", "bool", "str", "bool_or_str"]
@@ -66,6 +73,8 @@ class Param:
 
 
 MethodFn = Callable[..., torch.Tensor]
+# (tensor shape, compute dtype, **resolved parameters) -> the tensor's block-wise merge
+BlockFactory = Callable[..., BlockMerge]
 # resolved parameters of one tensor -> problems (empty when fine), checked before any read
 Validator = Callable[[dict[str, Any]], list[str]]
 
@@ -85,6 +94,7 @@ class MergeMethod:
     randomized: bool = False
     validate: Validator | None = None
     elementwise: bool = False
+    blockwise: BlockFactory | None = None
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -109,6 +119,7 @@ def merge_method(
     randomized: bool = False,
     validate: Validator | None = None,
     elementwise: bool = False,
+    blockwise: BlockFactory | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn`` as merge method ``name`` (see the module docstring for the contract)."""
 
@@ -127,8 +138,50 @@ def merge_method(
             randomized=randomized,
             validate=validate,
             elementwise=elementwise,
+            blockwise=blockwise,
         )
         return fn
+
+    return register
+
+
+def block_merge_method(
+    name: str,
+    *,
+    base: BaseUse,
+    params: tuple[Param, ...] = (),
+    summary: str,
+    paper: str = "",
+    min_models: int = 1,
+    max_models: int | None = None,
+    randomized: bool = False,
+    validate: Validator | None = None,
+) -> Callable[[BlockFactory], BlockFactory]:
+    """Register the block-wise merge ``make(shape, dtype, **params)`` as method ``name``."""
+
+    def register(make: BlockFactory) -> BlockFactory:
+        def whole(
+            base_tensor: torch.Tensor | None, tensors: list[torch.Tensor], **kwargs: object
+        ) -> torch.Tensor:
+            inputs = tensors if base_tensor is None else [base_tensor, *tensors]
+            dtype = functools.reduce(torch.promote_types, (t.dtype for t in inputs))
+            merge = make(tuple(tensors[0].shape), dtype, **kwargs)
+            return merge_in_blocks(merge, base_tensor, tensors)
+
+        whole.__doc__ = make.__doc__
+        merge_method(
+            name,
+            base=base,
+            params=params,
+            summary=summary,
+            paper=paper,
+            min_models=min_models,
+            max_models=max_models,
+            randomized=randomized,
+            validate=validate,
+            blockwise=make,
+        )(whole)
+        return make
 
     return register
 

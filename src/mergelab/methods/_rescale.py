@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-
 from mergelab.errors import ConfigError
 
 RescaleMode = Literal["none", "l1", "inverse_density"]
@@ -26,7 +24,7 @@ RESCALE_DOC = (
     "false keeps them as they are"
 )
 
-_NORM_EPS = 1e-7
+NORM_EPS = 1e-7  # the L1 rescale leaves a tensor as it is below this norm
 
 
 def rescale_mode(rescale: bool | str) -> RescaleMode:
@@ -38,28 +36,3 @@ def rescale_mode(rescale: bool | str) -> RescaleMode:
     raise ConfigError(
         f"rescale={rescale!r} is not a rescale mode; use true, false, 'l1' or 'inverse_density'"
     )
-
-
-def rescale_kept(
-    delta: torch.Tensor,
-    kept: torch.Tensor,
-    mode: RescaleMode,
-    keep_prob: float | torch.Tensor,
-) -> torch.Tensor:
-    """Rescale ``kept`` (``delta`` with its dropped entries zeroed), same shape as ``delta``.
-
-    ``keep_prob`` is the probability each entry was kept with: a float, or a tensor that
-    broadcasts against ``kept`` (DELLA's per-entry probabilities). ``kept`` must be a fresh
-    tensor: it is scaled in place.
-    """
-    if mode == "l1":
-        before = torch.linalg.vector_norm(delta, ord=1)  # |d|_1, 0-d
-        after = torch.linalg.vector_norm(kept, ord=1)  # |kept|_1, 0-d
-        usable = (before >= _NORM_EPS) & (after >= _NORM_EPS)
-        factor = torch.where(usable, before / after.clamp_min(_NORM_EPS), 1.0)
-        return kept.mul_(factor)
-    if mode == "inverse_density":
-        if isinstance(keep_prob, float) and keep_prob <= 0.0:
-            return kept  # density 0 defines no scale: the kept entries stay as they are
-        return kept.div_(keep_prob)
-    return kept

@@ -1,29 +1,101 @@
-"""Deterministic top-k selection: the mask of the k largest scores, ties broken by position.
+"""Deterministic top-k selection: the k largest scores, ties broken by position.
 
-A full sort costs O(n log n) and leaves the order of equal scores unspecified. Here one
-selection (``torch.kthvalue``) finds the k-th largest score; every larger score is kept, and
-among the scores equal to it the lowest flat indices are kept until k entries are chosen.
-The mask is therefore the first k entries of the total order (score descending, flat index
+The kept set is the first k entries of the total order (score descending, flat index
 ascending), so ``top_k_mask(s, a)`` is contained in ``top_k_mask(s, b)`` whenever a <= b.
+
+Scores are non-negative (magnitudes, variances, uniform draws). For those, the bit pattern of a
+float read as an integer grows with the value, so the k-th largest score is found digit by
+digit (radix selection): a histogram of the top 16 bits finds the bucket holding it, a
+histogram of the next 16 bits among that bucket's entries narrows it, and so on (two digits
+for float32, four for float64; 16-bit scores are selected as float32). Each digit is one
+pass of counting over the scores, and histograms add up across blocks, so :class:`TopK` also
+selects over a tensor read block by block, never whole. Entries equal to the threshold are
+kept in flat order until k are chosen; blocks must therefore be masked in order.
 """
 
 from __future__ import annotations
 
 import torch
 
+_DIGIT_BITS = 16
+_BUCKETS = 1 << _DIGIT_BITS
+_INT_VIEW = {torch.float64: torch.int64, torch.float32: torch.int32}
+
+
+class TopK:
+    """Streaming selection of the ``k`` largest of ``n`` non-negative scores.
+
+    Usage: for each ``step`` in ``range(passes)``, :meth:`observe` every block (flat scores, in
+    any order), then :meth:`end_pass`; afterwards :meth:`mask` the blocks in flat order, after
+    :meth:`restart` when masking them again.
+    """
+
+    def __init__(self, n: int, k: int, dtype: torch.dtype) -> None:
+        if dtype not in _INT_VIEW:
+            raise TypeError(f"top-k selection needs float32 or float64 scores, not {dtype}")
+        self.n, self.k = n, k
+        self._dtype, self._int = dtype, _INT_VIEW[dtype]
+        self._bits = torch.finfo(dtype).bits
+        self.passes = self._bits // _DIGIT_BITS if 0 < k < n else 0
+        self._prefix = 0  # the threshold's digits found so far, as an integer
+        self._wanted = k  # entries still to choose among those sharing the prefix
+        self._counts = torch.zeros(_BUCKETS, dtype=torch.int64)
+        self._threshold: torch.Tensor | None = None  # 0-d, the k-th largest score
+        self._tied_wanted = 0  # entries equal to the threshold that the k include
+        self._tied_left = 0
+
+    def observe(self, step: int, scores: torch.Tensor) -> None:
+        """Count the ``step``-th digit of the scores whose higher digits match the prefix."""
+        bits = scores.reshape(-1).view(self._int)
+        shift = self._bits - _DIGIT_BITS * (step + 1)
+        if step > 0:
+            bits = bits[(bits >> (shift + _DIGIT_BITS)) == self._prefix]
+        digits = (bits >> shift) & (_BUCKETS - 1)
+        self._counts += torch.bincount(digits.to(torch.int32), minlength=_BUCKETS)
+
+    def end_pass(self, step: int) -> None:
+        """Fix the ``step``-th digit of the threshold: the bucket holding the wanted entry."""
+        at_or_above = self._counts.flip(0).cumsum(0).flip(0)  # entries in buckets >= b
+        digit = int(torch.nonzero(at_or_above >= self._wanted).max())
+        above = int(at_or_above[digit + 1]) if digit + 1 < _BUCKETS else 0
+        self._wanted -= above
+        self._prefix = (self._prefix << _DIGIT_BITS) | digit
+        self._counts.zero_()
+        if step == self.passes - 1:
+            value = torch.tensor(self._prefix, dtype=torch.int64).to(self._int)
+            self._threshold = value.view(self._dtype)
+            self._tied_wanted = self._tied_left = self._wanted
+
+    def restart(self) -> None:
+        """Mask the blocks again from the first one."""
+        self._tied_left = self._tied_wanted
+
+    def mask(self, scores: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of the next block's kept entries (blocks in flat order)."""
+        if self.passes == 0:
+            keep_all = self.k >= self.n
+            return torch.full_like(scores, keep_all, dtype=torch.bool)
+        if self._threshold is None:
+            raise RuntimeError("TopK.mask before every pass was observed")
+        keep = scores > self._threshold
+        tied = scores == self._threshold
+        count = int(torch.count_nonzero(tied))
+        if count <= self._tied_left:
+            keep |= tied
+        elif self._tied_left > 0:  # keep the first tied entries only
+            flat_tied = tied.reshape(-1)
+            first = flat_tied & (torch.cumsum(flat_tied, 0, dtype=torch.int32) <= self._tied_left)
+            keep |= first.reshape(tied.shape)
+        self._tied_left = max(0, self._tied_left - count)
+        return keep
+
 
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask, shaped like ``scores``, of its ``k`` largest entries (ties: lower index)."""
-    n = scores.numel()
-    if k >= n:
-        return torch.ones_like(scores, dtype=torch.bool)
-    if k <= 0:
-        return torch.zeros_like(scores, dtype=torch.bool)
-    flat = scores.reshape(-1)  # (n,)
-    threshold = torch.kthvalue(flat, n - k + 1).values  # the k-th largest score
-    keep = flat >= threshold
-    excess = int(keep.sum()) - k  # entries tied at the threshold beyond the k wanted
-    if excess > 0:  # keep the tied entries of lowest index only
-        tied = flat == threshold
-        keep &= ~tied | (torch.cumsum(tied, dim=0) <= int(tied.sum()) - excess)
-    return keep.reshape(scores.shape)
+    """Boolean mask, shaped like ``scores`` (non-negative), of its ``k`` largest entries."""
+    if scores.dtype in (torch.bfloat16, torch.float16):
+        scores = scores.float()  # exact, order-preserving
+    select = TopK(scores.numel(), k, scores.dtype)
+    for step in range(select.passes):
+        select.observe(step, scores)
+        select.end_pass(step)
+    return select.mask(scores)

@@ -10,10 +10,17 @@
   probability ``p = (density - epsilon) + 2 epsilon rank / (row_len - 1)``, rank 0 for the
   smallest magnitude.
 
-A density >= 1 returns ``d`` unchanged (no rescaling, no random draws), as mergekit does;
-DELLA with density <= 0 returns zeros (also mergekit's), before checking epsilon.
+A density >= 1 keeps ``d`` unchanged (no rescaling, no random draws), as mergekit does;
+DELLA with density <= 0 keeps nothing (also mergekit's), before checking epsilon.
 Random draws are ``u ~ U[0, 1)`` from ``torch.rand`` with the model's generator, one per entry
 in flat (row-major) order; an entry is kept when ``u < p``.
+
+A sparsifier sees the task vector block by block (:mod:`mergelab.methods._blocks`): magnitude
+and outliers first observe every block to find their thresholds, then :meth:`keep` is called
+on the blocks in flat order; :meth:`restart` rewinds the ordered state (random draws, the tie
+budget) before the blocks are kept again. The ``inverse_density`` rescale is applied by
+:meth:`keep`; the L1 rescale needs the whole tensor's norms and is :class:`L1Rescaled`, one
+more pass.
 
 Deviations from mergekit 0.1.5: equal magnitudes are ordered by position instead of by an
 unstable sort (so the kept set is reproducible); the random draws are ``torch.rand`` from
@@ -24,48 +31,266 @@ one-entry row ``p = density`` (mergekit: NaN).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from mergelab.errors import ConfigError
-from mergelab.methods._rescale import RescaleMode, rescale_kept
-from mergelab.methods._select import top_k_mask
+from mergelab.methods._rescale import NORM_EPS, RescaleMode
+from mergelab.methods._select import TopK
 
 
-def magnitude(delta: torch.Tensor, density: float, rescale: RescaleMode) -> torch.Tensor:
-    """Keep the ``max(1, int(density * n))`` largest-magnitude entries of ``delta``."""
-    if density >= 1.0:
+class Sparsifier(Protocol):
+    """Chooses the kept entries of one model's task vector, block by block."""
+
+    @property
+    def passes(self) -> int: ...
+
+    def observe(self, step: int, delta: torch.Tensor) -> None: ...
+
+    def end_pass(self, step: int) -> None: ...
+
+    def restart(self) -> None: ...
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
+        """The next block's kept entries (``delta``, fresh, may be reused), zeros elsewhere."""
+
+
+class Dense:
+    """Keeps every entry: density >= 1, or a method that does not sparsify."""
+
+    passes = 0
+
+    def observe(self, step: int, delta: torch.Tensor) -> None:
+        raise AssertionError("a dense task vector needs no pass")
+
+    def end_pass(self, step: int) -> None:
+        raise AssertionError("a dense task vector needs no pass")
+
+    def restart(self) -> None:
+        pass
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
         return delta
-    k = max(1, int(density * delta.numel()))
-    kept = torch.where(top_k_mask(delta.abs(), k), delta, 0.0)
-    return rescale_kept(delta, kept, rescale, density)
+
+
+class Magnitude:
+    """Keep the ``max(1, int(density * n))`` largest-magnitude entries (``density < 1``)."""
+
+    def __init__(self, numel: int, density: float, rescale: RescaleMode, dtype: torch.dtype):
+        self._top = TopK(numel, max(1, int(density * numel)), dtype)
+        self._divisor = inverse_density_divisor(density, rescale)
+        self.passes = self._top.passes
+
+    def observe(self, step: int, delta: torch.Tensor) -> None:
+        self._top.observe(step, delta.abs())
+
+    def end_pass(self, step: int) -> None:
+        self._top.end_pass(step)
+
+    def restart(self) -> None:
+        self._top.restart()
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
+        return _divide(delta.mul_(_as_factor(self._top.mask(delta.abs()))), self._divisor)
+
+
+class Outliers:
+    """Drop the top ``int(gamma * n)`` magnitudes, keep the next ``int(density * n)``."""
+
+    def __init__(
+        self, numel: int, density: float, gamma: float, rescale: RescaleMode, dtype: torch.dtype
+    ):
+        n_keep = int(density * numel)
+        n_drop = min(int(gamma * numel), numel - n_keep)  # density + gamma > 1: drop fewer
+        self._upper = TopK(numel, n_drop, dtype)  # the outliers
+        self._lower = TopK(numel, n_drop + n_keep, dtype)  # outliers and kept entries
+        self._divisor = inverse_density_divisor(density, rescale)
+        self.passes = max(self._upper.passes, self._lower.passes)
+
+    def observe(self, step: int, delta: torch.Tensor) -> None:
+        scores = delta.abs()
+        for top in (self._upper, self._lower):
+            if step < top.passes:
+                top.observe(step, scores)
+
+    def end_pass(self, step: int) -> None:
+        for top in (self._upper, self._lower):
+            if step < top.passes:
+                top.end_pass(step)
+
+    def restart(self) -> None:
+        self._upper.restart()
+        self._lower.restart()
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
+        scores = delta.abs()
+        band = self._lower.mask(scores) & ~self._upper.mask(scores)
+        return _divide(delta.mul_(_as_factor(band)), self._divisor)
+
+
+class _Drawn:
+    """Ordered random draws from a generator that :meth:`restart` rewinds."""
+
+    passes = 0
+
+    def __init__(self, generator: torch.Generator):
+        self._generator = generator
+        self._start = generator.get_state()
+
+    def observe(self, step: int, delta: torch.Tensor) -> None:
+        raise AssertionError("a random sparsifier needs no pass")
+
+    def end_pass(self, step: int) -> None:
+        raise AssertionError("a random sparsifier needs no pass")
+
+    def restart(self) -> None:
+        self._generator.set_state(self._start)
+
+    def draw(self, like: torch.Tensor) -> torch.Tensor:
+        """``u ~ U[0, 1)`` shaped like ``like``, the next draws in flat order."""
+        return torch.rand(
+            like.shape, generator=self._generator, dtype=like.dtype, device=like.device
+        )
+
+
+class Random(_Drawn):
+    """Keep each entry independently with probability ``density`` (DARE's drop)."""
+
+    def __init__(self, density: float, rescale: RescaleMode, generator: torch.Generator):
+        super().__init__(generator)
+        self._density = density
+        self._divisor = inverse_density_divisor(density, rescale)
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
+        return _divide(delta.mul_(_as_factor(self.draw(delta) < self._density)), self._divisor)
+
+
+class Della(_Drawn):
+    """Keep each entry with a probability that grows with its magnitude rank in its row."""
+
+    def __init__(
+        self, density: float, epsilon: float, rescale: RescaleMode, generator: torch.Generator
+    ):
+        if not (density - epsilon > 0.0 and density + epsilon < 1.0):
+            raise ConfigError(
+                f"della needs 0 < density - epsilon and density + epsilon < 1, got "
+                f"density={density} and epsilon={epsilon}; lower epsilon or move density "
+                "towards 0.5"
+            )
+        super().__init__(generator)
+        self._density, self._epsilon = density, epsilon
+        self._inverse = rescale == "inverse_density"
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
+        # rows: (r, L); a 0-d or 1-D tensor is one row
+        rows = delta.reshape(1, -1) if delta.dim() < 2 else delta.reshape(-1, delta.shape[-1])
+        length = rows.shape[-1]
+        order = torch.sort(rows.abs(), dim=-1, stable=True).indices  # ascending magnitude
+        positions = torch.arange(length, device=delta.device).expand_as(order)
+        rank = torch.empty_like(order).scatter_(-1, order, positions)  # 0 = smallest |d|
+        # frac = rank / (L - 1) in [0, 1]; a one-entry row sits in the middle
+        frac = rank.to(delta.dtype) / (length - 1) if length > 1 else torch.full_like(rows, 0.5)
+        p = (self._density - self._epsilon) + 2.0 * self._epsilon * frac  # (r, L), in (0, 1)
+        kept = rows.mul_(_as_factor(self.draw(rows) < p))
+        if self._inverse:
+            kept.div_(p)
+        return kept.reshape(delta.shape)
+
+
+class L1Rescaled:
+    """``inner``'s kept entries scaled by ``|d|_1 / |kept|_1`` over the whole tensor (left as
+    they are when either norm is below 1e-7): one more pass, after ``inner``'s."""
+
+    def __init__(self, inner: Sparsifier):
+        self._inner = inner
+        self.passes = inner.passes + 1
+        self._before = 0.0  # |d|_1
+        self._after = 0.0  # |kept|_1
+        self._factor = 1.0
+
+    def observe(self, step: int, delta: torch.Tensor) -> None:
+        if step < self._inner.passes:
+            self._inner.observe(step, delta)
+            return
+        self._before += float(torch.linalg.vector_norm(delta, ord=1))
+        self._after += float(torch.linalg.vector_norm(self._inner.keep(delta), ord=1))
+
+    def end_pass(self, step: int) -> None:
+        if step < self._inner.passes:
+            self._inner.end_pass(step)
+            return
+        if self._before >= NORM_EPS and self._after >= NORM_EPS:
+            self._factor = self._before / self._after
+
+    def restart(self) -> None:
+        self._inner.restart()
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
+        return self._inner.keep(delta).mul_(self._factor)
+
+
+class Nothing(Dense):
+    """Keeps no entry (DELLA at density <= 0)."""
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
+        return delta.zero_()
+
+
+def inverse_density_divisor(density: float, rescale: RescaleMode) -> float:
+    """What kept entries are divided by: the density under ``inverse_density``, else 1 (and 1
+    for density 0, which defines no scale)."""
+    return density if rescale == "inverse_density" and density > 0 else 1.0
+
+
+def _as_factor(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean mask as 0/1 factors: multiplying by them is faster than masked writes."""
+    return mask.to(torch.float32)
+
+
+def _divide(kept: torch.Tensor, divisor: float) -> torch.Tensor:
+    return kept if divisor == 1.0 else kept.div_(divisor)
+
+
+def rescaled(sparsifier: Sparsifier, rescale: RescaleMode) -> Sparsifier:
+    """``sparsifier`` with the L1 rescale when ``rescale`` asks for it (others are built in)."""
+    if rescale == "l1" and not isinstance(sparsifier, Dense):
+        return L1Rescaled(sparsifier)
+    return sparsifier
+
+
+def magnitude(numel: int, density: float, rescale: RescaleMode, dtype: torch.dtype) -> Sparsifier:
+    """TIES's trim of one task vector of ``numel`` entries."""
+    if density >= 1.0:
+        return Dense()
+    return rescaled(Magnitude(numel, density, rescale, dtype), rescale)
 
 
 def outliers(
-    delta: torch.Tensor, density: float, gamma: float, rescale: RescaleMode
-) -> torch.Tensor:
-    """Drop the top ``int(gamma * n)`` magnitudes, keep the next ``int(density * n)``."""
+    numel: int, density: float, gamma: float, rescale: RescaleMode, dtype: torch.dtype
+) -> Sparsifier:
+    """Model Breadcrumbs' band of one task vector of ``numel`` entries."""
     if density >= 1.0:
-        return delta
-    n = delta.numel()
-    n_keep = int(density * n)
-    n_drop = min(int(gamma * n), n - n_keep)  # density + gamma > 1: drop fewer outliers
-    scores = delta.abs()
-    band = top_k_mask(scores, n_drop + n_keep) & ~top_k_mask(scores, n_drop)
-    kept = torch.where(band, delta, 0.0)
-    return rescale_kept(delta, kept, rescale, density)
+        return Dense()
+    return rescaled(Outliers(numel, density, gamma, rescale, dtype), rescale)
 
 
-def random(
-    delta: torch.Tensor, density: float, rescale: RescaleMode, generator: torch.Generator
-) -> torch.Tensor:
-    """Keep each entry independently with probability ``density`` (DARE's drop-and-rescale)."""
+def random(density: float, rescale: RescaleMode, generator: torch.Generator) -> Sparsifier:
+    """DARE's random drop of one task vector."""
     if density >= 1.0:
-        return delta
-    u = torch.rand(delta.shape, generator=generator, dtype=delta.dtype, device=delta.device)
-    kept = torch.where(u < density, delta, 0.0)
-    return rescale_kept(delta, kept, rescale, density)
+        return Dense()
+    return rescaled(Random(density, rescale, generator), rescale)
+
+
+def della(
+    density: float, epsilon: float, rescale: RescaleMode, generator: torch.Generator
+) -> Sparsifier:
+    """DELLA's magnitude-ranked random drop of one task vector."""
+    if density >= 1.0:
+        return Dense()
+    if density <= 0.0:
+        return Nothing()
+    return rescaled(Della(density, epsilon, rescale, generator), rescale)
 
 
 def della_problems(params: dict[str, Any]) -> list[str]:
@@ -79,34 +304,3 @@ def della_problems(params: dict[str, Any]) -> list[str]:
                 "towards 0.5"
             )
     return problems
-
-
-def della(
-    delta: torch.Tensor,
-    density: float,
-    epsilon: float,
-    rescale: RescaleMode,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Keep each entry with a probability that grows with its magnitude rank in its row."""
-    if density >= 1.0:
-        return delta
-    if density <= 0.0:
-        return torch.zeros_like(delta)
-    if not (density - epsilon > 0.0 and density + epsilon < 1.0):
-        raise ConfigError(
-            f"della needs 0 < density - epsilon and density + epsilon < 1, got density={density}"
-            f" and epsilon={epsilon}; lower epsilon or move density towards 0.5"
-        )
-    # rows: (r, L); a 0-d or 1-D tensor is one row
-    rows = delta.reshape(1, -1) if delta.dim() < 2 else delta.reshape(-1, delta.shape[-1])
-    length = rows.shape[-1]
-    order = torch.sort(rows.abs(), dim=-1, stable=True).indices  # ascending magnitude
-    positions = torch.arange(length, device=delta.device).expand_as(order)
-    rank = torch.empty_like(order).scatter_(-1, order, positions)  # 0 = smallest |d|
-    # frac = rank / (L - 1) in [0, 1]; a one-entry row sits in the middle
-    frac = rank.to(delta.dtype) / (length - 1) if length > 1 else torch.full_like(rows, 0.5)
-    p = (density - epsilon) + 2.0 * epsilon * frac  # (r, L), in (0, 1)
-    u = torch.rand(rows.shape, generator=generator, dtype=delta.dtype, device=delta.device)
-    kept = torch.where(u < p, rows, 0.0)
-    return rescale_kept(rows, kept, rescale, p).reshape(delta.shape)

@@ -15,40 +15,57 @@ differs only in its sparsifier and its consensus:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from mergelab.methods._consensus import sign_consensus, sum_consensus
 from mergelab.methods._registry import Param
 from mergelab.methods._rescale import RESCALE_CHOICES, RESCALE_DOC
-
-# (task vector of model i, i) -> its sparsified task vector, same shape
-Sparsifier = Callable[[torch.Tensor, int], torch.Tensor]
+from mergelab.methods._sparsify import Sparsifier
 
 
-def merge_task_vectors(
-    base: torch.Tensor,
-    tensors: list[torch.Tensor],
-    *,
-    weight: list[float],
-    sparsify: Sparsifier | None,
-    sign_election: bool,
-    normalize: bool,
-    lambda_: float,
-) -> torch.Tensor:
-    """Run the pipeline of the module docstring; the result has ``base``'s shape."""
-    deltas = []
-    for i, (x, w) in enumerate(zip(tensors, weight, strict=True)):
-        d = x - base
-        if sparsify is not None:
-            d = sparsify(d, i)
-        deltas.append(d.mul_(w))  # d is fresh (x - base or a sparsifier's output)
-    consensus = sign_consensus if sign_election else sum_consensus
-    mixed, divisor = consensus(deltas, weight)
-    if normalize:
-        mixed = mixed / divisor
-    return base + lambda_ * mixed
+class TaskVectorMerge:
+    """The pipeline of the module docstring as a :class:`~mergelab.methods._blocks.BlockMerge`:
+    the passes are the sparsifiers' (thresholds, L1 norms); the output runs steps 1-6 on a
+    block. ``sparsifiers`` has one entry per model."""
+
+    def __init__(
+        self,
+        sparsifiers: list[Sparsifier],
+        *,
+        weight: list[float],
+        sign_election: bool,
+        normalize: bool,
+        lambda_: float,
+    ) -> None:
+        self._sparsifiers = sparsifiers
+        self._weight = weight
+        self._consensus = sign_consensus if sign_election else sum_consensus
+        self._normalize = normalize
+        self._lambda = lambda_
+        self.passes = max((s.passes for s in sparsifiers), default=0)
+
+    def observe(self, step: int, base: torch.Tensor | None, tensors: list[torch.Tensor]) -> None:
+        assert base is not None
+        for sparsifier, x in zip(self._sparsifiers, tensors, strict=True):
+            if step < sparsifier.passes:
+                sparsifier.observe(step, x - base)
+
+    def end_pass(self, step: int) -> None:
+        for sparsifier in self._sparsifiers:
+            if step < sparsifier.passes:
+                sparsifier.end_pass(step)
+            sparsifier.restart()
+
+    def output(self, base: torch.Tensor | None, tensors: list[torch.Tensor]) -> torch.Tensor:
+        assert base is not None
+        deltas = [
+            sparsifier.keep(x - base).mul_(w)  # x - base is fresh: kept and scaled in place
+            for sparsifier, x, w in zip(self._sparsifiers, tensors, self._weight, strict=True)
+        ]
+        mixed, divisor = self._consensus(deltas, self._weight)
+        if self._normalize:
+            mixed = mixed / divisor
+        return base + self._lambda * mixed
 
 
 def task_params(

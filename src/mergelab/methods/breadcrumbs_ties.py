@@ -7,15 +7,17 @@ weighted mass and only agreeing entries are summed.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from mergelab.methods._registry import merge_method
+from mergelab.methods._registry import block_merge_method
 from mergelab.methods._rescale import rescale_mode
 from mergelab.methods._sparsify import outliers
-from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
+from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
 
 
-@merge_method(
+@block_merge_method(
     "breadcrumbs_ties",
     base="required",
     params=task_params(normalize=False, rescale=False, gamma=True),
@@ -23,8 +25,8 @@ from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
     paper="https://arxiv.org/abs/2312.06795",
 )
 def breadcrumbs_ties(
-    base: torch.Tensor,
-    tensors: list[torch.Tensor],
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
     *,
     weight: list[float],
     density: list[float],
@@ -33,13 +35,14 @@ def breadcrumbs_ties(
     normalize: bool = False,
     rescale: bool | str = False,
     int8_mask: bool = False,
-) -> torch.Tensor:
+) -> TaskVectorMerge:
     mode = rescale_mode(rescale)
-    return merge_task_vectors(
-        base,
-        tensors,
+    return TaskVectorMerge(
+        [
+            outliers(math.prod(shape), d, g, mode, dtype)
+            for d, g in zip(density, gamma, strict=True)
+        ],
         weight=weight,
-        sparsify=lambda d, i: outliers(d, density[i], gamma[i], mode),
         sign_election=True,
         normalize=normalize,
         lambda_=lambda_,

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from mergelab.methods._registry import merge_method
+from mergelab.methods._registry import block_merge_method
 from mergelab.methods._rescale import rescale_mode
 from mergelab.methods._sparsify import random
-from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
+from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
 
 
-@merge_method(
+@block_merge_method(
     "dare_ties",
     base="required",
     params=task_params(normalize=False, rescale=True),
@@ -25,8 +25,8 @@ from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
     randomized=True,
 )
 def dare_ties(
-    base: torch.Tensor,
-    tensors: list[torch.Tensor],
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
     *,
     weight: list[float],
     density: list[float],
@@ -35,13 +35,11 @@ def dare_ties(
     rescale: bool | str = True,
     int8_mask: bool = False,
     generators: list[torch.Generator],
-) -> torch.Tensor:
+) -> TaskVectorMerge:
     mode = rescale_mode(rescale)
-    return merge_task_vectors(
-        base,
-        tensors,
+    return TaskVectorMerge(
+        [random(d, mode, g) for d, g in zip(density, generators, strict=True)],
         weight=weight,
-        sparsify=lambda d, i: random(d, density[i], mode, generators[i]),
         sign_election=True,
         normalize=normalize,
         lambda_=lambda_,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from mergelab.methods._registry import merge_method
+from mergelab.methods._registry import block_merge_method
 from mergelab.methods._rescale import rescale_mode
 from mergelab.methods._sparsify import della as della_sparsify
 from mergelab.methods._sparsify import della_problems
-from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
+from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
 
 
-@merge_method(
+@block_merge_method(
     "della",
     base="required",
     params=task_params(normalize=True, rescale=True, epsilon=True),
@@ -28,8 +28,8 @@ from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
     validate=della_problems,
 )
 def della(
-    base: torch.Tensor,
-    tensors: list[torch.Tensor],
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
     *,
     weight: list[float],
     density: list[float],
@@ -39,13 +39,14 @@ def della(
     rescale: bool | str = True,
     int8_mask: bool = False,
     generators: list[torch.Generator],
-) -> torch.Tensor:
+) -> TaskVectorMerge:
     mode = rescale_mode(rescale)
-    return merge_task_vectors(
-        base,
-        tensors,
+    return TaskVectorMerge(
+        [
+            della_sparsify(d, e, mode, g)
+            for d, e, g in zip(density, epsilon, generators, strict=True)
+        ],
         weight=weight,
-        sparsify=lambda d, i: della_sparsify(d, density[i], epsilon[i], mode, generators[i]),
         sign_election=True,
         normalize=normalize,
         lambda_=lambda_,

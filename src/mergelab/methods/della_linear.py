@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from mergelab.methods._registry import merge_method
+from mergelab.methods._registry import block_merge_method
 from mergelab.methods._rescale import rescale_mode
 from mergelab.methods._sparsify import della, della_problems
-from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
+from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
 
 
-@merge_method(
+@block_merge_method(
     "della_linear",
     base="required",
     params=task_params(normalize=False, rescale=True, epsilon=True),
@@ -24,8 +24,8 @@ from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
     validate=della_problems,
 )
 def della_linear(
-    base: torch.Tensor,
-    tensors: list[torch.Tensor],
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
     *,
     weight: list[float],
     density: list[float],
@@ -35,13 +35,11 @@ def della_linear(
     rescale: bool | str = True,
     int8_mask: bool = False,
     generators: list[torch.Generator],
-) -> torch.Tensor:
+) -> TaskVectorMerge:
     mode = rescale_mode(rescale)
-    return merge_task_vectors(
-        base,
-        tensors,
+    return TaskVectorMerge(
+        [della(d, e, mode, g) for d, e, g in zip(density, epsilon, generators, strict=True)],
         weight=weight,
-        sparsify=lambda d, i: della(d, density[i], epsilon[i], mode, generators[i]),
         sign_election=False,
         normalize=normalize,
         lambda_=lambda_,

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import torch
 
-from mergelab.methods._registry import merge_method
-from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
+from mergelab.methods._registry import block_merge_method
+from mergelab.methods._sparsify import Dense
+from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
 
 
-@merge_method(
+@block_merge_method(
     "task_arithmetic",
     base="required",
-    elementwise=True,
     params=task_params(normalize=False, rescale=False, sparsified=False),
     summary="add weighted task vectors (model - base) to the base",
     paper="https://arxiv.org/abs/2212.04089",
 )
 def task_arithmetic(
-    base: torch.Tensor,
-    tensors: list[torch.Tensor],
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
     *,
     weight: list[float],
     density: list[float],
@@ -32,12 +32,10 @@ def task_arithmetic(
     normalize: bool = False,
     rescale: bool | str = False,
     int8_mask: bool = False,
-) -> torch.Tensor:
-    return merge_task_vectors(
-        base,
-        tensors,
+) -> TaskVectorMerge:
+    return TaskVectorMerge(
+        [Dense() for _ in weight],
         weight=weight,
-        sparsify=None,
         sign_election=False,
         normalize=normalize,
         lambda_=lambda_,

@@ -8,15 +8,17 @@ mean divides by the agreeing models' summed weights, not their count.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from mergelab.methods._registry import merge_method
+from mergelab.methods._registry import block_merge_method
 from mergelab.methods._rescale import rescale_mode
 from mergelab.methods._sparsify import magnitude
-from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
+from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
 
 
-@merge_method(
+@block_merge_method(
     "ties",
     base="required",
     params=task_params(normalize=True, rescale=False),
@@ -24,8 +26,8 @@ from mergelab.methods._task_arithmetic import merge_task_vectors, task_params
     paper="https://arxiv.org/abs/2306.01708",
 )
 def ties(
-    base: torch.Tensor,
-    tensors: list[torch.Tensor],
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
     *,
     weight: list[float],
     density: list[float],
@@ -33,13 +35,11 @@ def ties(
     normalize: bool = True,
     rescale: bool | str = False,
     int8_mask: bool = False,
-) -> torch.Tensor:
+) -> TaskVectorMerge:
     mode = rescale_mode(rescale)
-    return merge_task_vectors(
-        base,
-        tensors,
+    return TaskVectorMerge(
+        [magnitude(math.prod(shape), d, mode, dtype) for d in density],
         weight=weight,
-        sparsify=lambda d, i: magnitude(d, density[i], mode),
         sign_election=True,
         normalize=normalize,
         lambda_=lambda_,
