@@ -402,3 +402,20 @@ def test_della_parameter_conflict_is_reported_before_reading(
     out = tmp_path / "out"
     code, err = run_cli(["merge", str(write_recipe(tmp_path / "r.yml", recipe)), str(out)], capsys)
     assert_failed_cleanly(code, err, out, [], [], "density=0.9", "epsilon=0.2")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["metods"], "No such command 'metods'. Did you mean 'methods'?"),
+        (["merge", "--bogus", "r.yml", "out"], "No such option: --bogus"),
+        (["merge"], "Missing argument 'recipe'."),
+    ],
+)
+def test_usage_errors_are_one_line_without_traceback(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
