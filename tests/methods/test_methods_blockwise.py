@@ -82,17 +82,21 @@ def test_top_k_mask_matches_a_stable_sort(dtype: torch.dtype) -> None:
             assert torch.equal(top_k_mask(scores, k), reference_top_k(scores, k)), (n, k)
 
 
-def test_top_k_over_blocks_keeps_tied_entries_in_flat_order() -> None:
+@pytest.mark.parametrize("tied", ["some", "all"])
+def test_top_k_over_blocks_keeps_tied_entries_in_flat_order(tied: str) -> None:
     gen = torch.Generator().manual_seed(2)
     scores = torch.randint(0, 7, (5000,), generator=gen).float() / 2  # 7 values, many ties
-    select = TopK(5000, 1777, torch.float32)
+    # some: the entries tied at the threshold are kept in part, in flat order; all: k is the
+    # count of positive scores, so every entry equal to the threshold (the least) is kept
+    k = 1777 if tied == "some" else int((scores > 0).sum())
+    select = TopK(5000, k, torch.float32)
     blocks = scores.split(333)
     for step in range(select.passes):
         for block in reversed(blocks):  # observing needs no order
             select.observe(step, block)
         select.end_pass(step)
-    for _ in range(2):  # restart: masking again gives the same mask
-        mask = torch.cat([select.mask(block) for block in blocks])
+    for _ in range(2):  # restart: taking the factors again gives the same mask
+        mask = torch.cat([select.factors(block) for block in blocks]) > 0
         select.restart()
-        assert int(mask.sum()) == 1777
-        assert torch.equal(mask, reference_top_k(scores, 1777))
+        assert int(mask.sum()) == k
+        assert torch.equal(mask, reference_top_k(scores, k))

@@ -18,7 +18,7 @@ def elect_signs(deltas: list[torch.Tensor]) -> torch.Tensor:
     total = deltas[0].clone()
     for d in deltas[1:]:
         total += d
-    return (total >= 0).to(total.dtype).mul_(2.0).sub_(1.0)
+    return total.sign_().add_(0.5).sign_()  # sign(0) + 0.5 > 0: a zero sum elects +1
 
 
 def agrees(delta: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
@@ -31,16 +31,19 @@ def sign_consensus(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mixed, divisor)``: ``mixed = sum_i mask_i d_i``, ``divisor = sum_i mask_i w_i`` (0 -> 1).
 
-    ``deltas`` are the weighted task vectors ``w_i d_i``; the election uses their mass.
+    ``deltas`` are the weighted task vectors ``w_i d_i``; the election uses their mass. The
+    masks are computed in float arithmetic (``clamp(sign(d_i s), 0, 1)``), not as booleans:
+    on a CPU that is several times faster.
     """
     signs = elect_signs(deltas)
     mixed = torch.zeros_like(deltas[0])
     divisor = torch.zeros_like(deltas[0])
     for d, w in zip(deltas, weight, strict=True):
-        mask = agrees(d, signs).to(d.dtype)  # 0/1 factors: arithmetic, not branches
+        mask = torch.mul(d, signs).sign_().clamp_(min=0.0)  # 1 where d s > 0, else 0
         mixed.addcmul_(d, mask)
         divisor.add_(mask, alpha=w)
-    return mixed, divisor.masked_fill_(divisor == 0, 1.0)
+    unset = torch.sign(divisor).abs_().sub_(1.0).neg_()  # 1 where divisor == 0, else 0
+    return mixed, divisor.add_(unset)
 
 
 def sum_consensus(deltas: list[torch.Tensor], weight: list[float]) -> tuple[torch.Tensor, float]:

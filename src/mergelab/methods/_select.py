@@ -26,8 +26,8 @@ class TopK:
     """Streaming selection of the ``k`` largest of ``n`` non-negative scores.
 
     Usage: for each ``step`` in ``range(passes)``, :meth:`observe` every block (flat scores, in
-    any order), then :meth:`end_pass`; afterwards :meth:`mask` the blocks in flat order, after
-    :meth:`restart` when masking them again.
+    any order), then :meth:`end_pass`; afterwards :meth:`factors` of the blocks in flat order,
+    after :meth:`restart` when taking them again.
     """
 
     def __init__(self, n: int, k: int, dtype: torch.dtype) -> None:
@@ -43,6 +43,7 @@ class TopK:
         self._threshold: torch.Tensor | None = None  # 0-d, the k-th largest score
         self._tied_wanted = 0  # entries equal to the threshold that the k include
         self._tied_left = 0
+        self._all_tied = False  # every entry equal to the threshold is kept
 
     def observe(self, step: int, scores: torch.Tensor) -> None:
         """Count the ``step``-th digit of the scores whose higher digits match the prefix."""
@@ -60,25 +61,28 @@ class TopK:
         above = int(at_or_above[digit + 1]) if digit + 1 < _BUCKETS else 0
         self._wanted -= above
         self._prefix = (self._prefix << _DIGIT_BITS) | digit
-        self._counts.zero_()
         if step == self.passes - 1:
             value = torch.tensor(self._prefix, dtype=torch.int64).to(self._int)
             self._threshold = value.view(self._dtype)
             self._tied_wanted = self._tied_left = self._wanted
+            self._all_tied = int(self._counts[digit]) == self._wanted
+        self._counts.zero_()
 
     def restart(self) -> None:
         """Mask the blocks again from the first one."""
         self._tied_left = self._tied_wanted
 
-    def mask(self, scores: torch.Tensor) -> torch.Tensor:
-        """Boolean mask of the next block's kept entries (blocks in flat order)."""
+    def factors(self, scores: torch.Tensor) -> torch.Tensor:
+        """1.0 for the next block's kept entries, 0.0 elsewhere (blocks in flat order)."""
         if self.passes == 0:
-            keep_all = self.k >= self.n
-            return torch.full_like(scores, keep_all, dtype=torch.bool)
+            return torch.full_like(scores, 1.0 if self.k >= self.n else 0.0)
         if self._threshold is None:
-            raise RuntimeError("TopK.mask before every pass was observed")
-        keep = scores > self._threshold
-        tied = scores == self._threshold
+            raise RuntimeError("TopK.factors before every pass was observed")
+        threshold = self._threshold
+        if self._all_tied:  # keep = [score >= threshold], in float arithmetic (no branches)
+            return torch.sub(scores, threshold).sign_().add_(1.0).clamp_(max=1.0)
+        keep = scores > threshold
+        tied = scores == threshold
         count = int(torch.count_nonzero(tied))
         if count <= self._tied_left:
             keep |= tied
@@ -87,7 +91,7 @@ class TopK:
             first = flat_tied & (torch.cumsum(flat_tied, 0, dtype=torch.int32) <= self._tied_left)
             keep |= first.reshape(tied.shape)
         self._tied_left = max(0, self._tied_left - count)
-        return keep
+        return keep.to(scores.dtype)
 
 
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -98,4 +102,4 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     for step in range(select.passes):
         select.observe(step, scores)
         select.end_pass(step)
-    return select.mask(scores)
+    return select.factors(scores).bool()

@@ -92,7 +92,7 @@ class Magnitude:
         self._top.restart()
 
     def keep(self, delta: torch.Tensor) -> torch.Tensor:
-        return _divide(delta.mul_(_as_factor(self._top.mask(delta.abs()))), self._divisor)
+        return _divide(delta.mul_(self._top.factors(delta.abs())), self._divisor)
 
 
 class Outliers:
@@ -125,18 +125,27 @@ class Outliers:
 
     def keep(self, delta: torch.Tensor) -> torch.Tensor:
         scores = delta.abs()
-        band = self._lower.mask(scores) & ~self._upper.mask(scores)
-        return _divide(delta.mul_(_as_factor(band)), self._divisor)
+        band = self._lower.factors(scores).sub_(self._upper.factors(scores))  # 1 inside
+        return _divide(delta.mul_(band), self._divisor)
 
 
 class _Drawn:
-    """Ordered random draws from a generator that :meth:`restart` rewinds."""
+    """Ordered random keep masks ``u < p`` from a generator.
+
+    With ``remember`` (set when the L1 rescale keeps the blocks twice: once for the norms,
+    once for the output) the masks of the first traversal are kept, one byte per entry, and
+    :meth:`restart` replays them instead of drawing again: drawing costs more than the rest
+    of a block's arithmetic. Without it, :meth:`restart` rewinds the generator.
+    """
 
     passes = 0
 
-    def __init__(self, generator: torch.Generator):
+    def __init__(self, generator: torch.Generator, remember: bool):
         self._generator = generator
         self._start = generator.get_state()
+        self._remember = remember
+        self._masks: list[torch.Tensor] = []
+        self._replay: int | None = None  # index of the next mask to replay
 
     def observe(self, step: int, delta: torch.Tensor) -> None:
         raise AssertionError("a random sparsifier needs no pass")
@@ -145,25 +154,34 @@ class _Drawn:
         raise AssertionError("a random sparsifier needs no pass")
 
     def restart(self) -> None:
-        self._generator.set_state(self._start)
+        if self._masks:
+            self._replay = 0
+        else:
+            self._generator.set_state(self._start)
 
-    def draw(self, like: torch.Tensor) -> torch.Tensor:
-        """``u ~ U[0, 1)`` shaped like ``like``, the next draws in flat order."""
-        return torch.rand(
-            like.shape, generator=self._generator, dtype=like.dtype, device=like.device
-        )
+    def mask(self, like: torch.Tensor, keep_prob: float | torch.Tensor) -> torch.Tensor:
+        """The next block's mask ``u < keep_prob``, ``u ~ U[0, 1)`` drawn in flat order."""
+        if self._replay is not None:
+            self._replay += 1
+            return self._masks[self._replay - 1]
+        u = torch.rand(like.shape, generator=self._generator, dtype=like.dtype, device=like.device)
+        kept = u < keep_prob
+        if self._remember:
+            self._masks.append(kept)
+        return kept
 
 
 class Random(_Drawn):
     """Keep each entry independently with probability ``density`` (DARE's drop)."""
 
     def __init__(self, density: float, rescale: RescaleMode, generator: torch.Generator):
-        super().__init__(generator)
+        super().__init__(generator, remember=rescale == "l1")
         self._density = density
         self._divisor = inverse_density_divisor(density, rescale)
 
     def keep(self, delta: torch.Tensor) -> torch.Tensor:
-        return _divide(delta.mul_(_as_factor(self.draw(delta) < self._density)), self._divisor)
+        kept = delta.mul_(self.mask(delta, self._density).to(delta.dtype))
+        return _divide(kept, self._divisor)
 
 
 class Della(_Drawn):
@@ -178,7 +196,7 @@ class Della(_Drawn):
                 f"density={density} and epsilon={epsilon}; lower epsilon or move density "
                 "towards 0.5"
             )
-        super().__init__(generator)
+        super().__init__(generator, remember=rescale == "l1")
         self._density, self._epsilon = density, epsilon
         self._inverse = rescale == "inverse_density"
 
@@ -192,7 +210,7 @@ class Della(_Drawn):
         # frac = rank / (L - 1) in [0, 1]; a one-entry row sits in the middle
         frac = rank.to(delta.dtype) / (length - 1) if length > 1 else torch.full_like(rows, 0.5)
         p = (self._density - self._epsilon) + 2.0 * self._epsilon * frac  # (r, L), in (0, 1)
-        kept = rows.mul_(_as_factor(self.draw(rows) < p))
+        kept = rows.mul_(self.mask(rows, p).to(rows.dtype))
         if self._inverse:
             kept.div_(p)
         return kept.reshape(delta.shape)
@@ -241,11 +259,6 @@ def inverse_density_divisor(density: float, rescale: RescaleMode) -> float:
     """What kept entries are divided by: the density under ``inverse_density``, else 1 (and 1
     for density 0, which defines no scale)."""
     return density if rescale == "inverse_density" and density > 0 else 1.0
-
-
-def _as_factor(mask: torch.Tensor) -> torch.Tensor:
-    """A boolean mask as 0/1 factors: multiplying by them is faster than masked writes."""
-    return mask.to(torch.float32)
 
 
 def _divide(kept: torch.Tensor, divisor: float) -> torch.Tensor:
