@@ -1,9 +1,13 @@
 """The one tensor loop: read -> merge -> cast -> sink, for every feature.
 
-Inputs of the next jobs are read (and upcast) on a background thread while the current job
-computes, and finished tensors are handed to the sink on another, so disk reads, arithmetic
-and writes overlap. At most ``prefetch`` jobs' inputs and ``write_depth`` outputs are held
-at once: memory is bounded by the largest tensor, never by the model size.
+Inputs of the next jobs are read (and upcast) on a background thread while the current jobs
+compute, and finished tensors are handed to the sink on another, so disk reads, arithmetic
+and writes overlap. On the CPU, ``threads`` jobs compute at once, each on one thread: a
+merge is many independent tensors, and running them side by side keeps every core busy
+without the per-operation synchronisation of splitting each small operation across threads.
+At most ``prefetch`` jobs' inputs, ``threads`` jobs in computation and ``write_depth``
+outputs are held at once: memory is bounded by the largest tensors, never by the model size.
+Outputs reach the sink in job order.
 """
 
 from __future__ import annotations
@@ -102,16 +106,19 @@ def run(
         else [f"input {i}" for i in range(len(checkpoints))]
     )
     reader = _Reader(checkpoints, names, options)
+    workers = _compute_workers(options)
     total_bytes = sum(job.nbytes for job in jobs)
     written = 0
     with (
-        _intra_op_threads(options.threads),
+        _intra_op_threads(1 if workers > 1 else options.threads),
         ThreadPoolExecutor(1, thread_name_prefix="mergelab-read") as read_pool,
+        ThreadPoolExecutor(workers, thread_name_prefix="mergelab-compute") as compute_pool,
         ThreadPoolExecutor(1, thread_name_prefix="mergelab-write") as write_pool,
         progress("merging", len(jobs) if options.show_progress else None) as bar,
     ):
-        # (job, its tensors, bytes they hold in memory) for the jobs read ahead
+        # (job's tensors, bytes they hold in memory) for the jobs read ahead
         pending_reads: deque[tuple[Future[list[torch.Tensor]], int]] = deque()
+        computing: deque[tuple[TensorJob, Future[torch.Tensor]]] = deque()
         pending_writes: deque[Future[None]] = deque()
         upcoming = iter(jobs)
         peeked: list[TensorJob] = []
@@ -129,27 +136,48 @@ def run(
                     return
                 pending_reads.append((read_pool.submit(reader.read, job), cost))
 
+        def hand_to_sink() -> None:
+            """Wait for the oldest computing job and pass its output to the writer."""
+            nonlocal written
+            job, future = computing.popleft()
+            out = future.result()
+            while len(pending_writes) >= options.write_depth:
+                pending_writes.popleft().result()
+            pending_writes.append(write_pool.submit(sink.write, job.name, out))
+            written += job.nbytes
+            bar.advance(1, info=f"{format_size(written)} / {format_size(total_bytes)}")
+
         try:
             schedule_reads()
             for job in jobs:
                 tensors = pending_reads.popleft()[0].result()
                 schedule_reads()
-                out = _produce(job, tensors, options, reader)
+                while len(computing) >= workers:
+                    hand_to_sink()
+                computing.append(
+                    (job, compute_pool.submit(_produce, job, tensors, options, reader))
+                )
                 del tensors
-                while len(pending_writes) >= options.write_depth:
-                    pending_writes.popleft().result()
-                pending_writes.append(write_pool.submit(sink.write, job.name, out))
-                del out
-                written += job.nbytes
-                bar.advance(1, info=f"{format_size(written)} / {format_size(total_bytes)}")
+            while computing:
+                hand_to_sink()
             while pending_writes:
                 pending_writes.popleft().result()
         except BaseException:
             for fut, _ in pending_reads:
                 fut.cancel()
+            for _, cfut in computing:
+                cfut.cancel()
             for wfut in pending_writes:
                 wfut.cancel()
             raise
+
+
+def _compute_workers(options: EngineOptions) -> int:
+    """Jobs computed at once: ``threads`` (default: torch's thread count) on the CPU, 1 on a
+    GPU, whose kernels already run in parallel."""
+    if options.device != "cpu":
+        return 1
+    return max(1, options.threads if options.threads is not None else torch.get_num_threads())
 
 
 def _produce(

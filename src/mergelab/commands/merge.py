@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mergelab.commands import THREADS_HELP
 from mergelab.merge import merge, plan_merge
 from mergelab.plan import Plan
 from mergelab.units import format_size
@@ -22,7 +23,7 @@ def merge_command(
     recipe: Path = typer.Argument(..., help="Recipe YAML (mergekit-compatible)."),
     out_dir: Path = typer.Argument(..., help="Output folder for the merged model."),
     device: str = typer.Option("cpu", help="Compute device: cpu or cuda."),
-    threads: int | None = typer.Option(None, help="torch intra-op threads (default: all)."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
     seed: int | None = typer.Option(None, help="Seed for random methods (DARE, DELLA)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; read no tensor data."),
     out_shard_size: str = typer.Option("5GB", help="Largest output shard, e.g. 2GB or 500MiB."),

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mergelab.commands import THREADS_HELP
 from mergelab.units import format_size
 from mergelab.vectors import (
     TaskVector,
@@ -64,7 +65,7 @@ def extract_command(
     name: str | None = typer.Option(None, help="Name recorded in the artifact (default: folder)."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact folder."),
     device: str = typer.Option("cpu", help="Compute device: cpu or cuda."),
-    threads: int | None = typer.Option(None, help="torch intra-op threads (default: all)."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
 ) -> None:
     """Extract the task vector FINETUNE - BASE into a .tv artifact."""
     recipe = make_recipe(dtype=dtype, sparsify=sparsify, density=density, rank=rank, seed=seed)
@@ -89,7 +90,7 @@ def extract_lora_command(
     dtype: str = typer.Option("float32", help="Factor dtype: float32, bfloat16, float16."),
     overwrite: bool = typer.Option(False, help="Replace an existing adapter folder."),
     device: str = typer.Option("cpu", help="Compute device: cpu or cuda."),
-    threads: int | None = typer.Option(None, help="torch intra-op threads (default: all)."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
 ) -> None:
     """Extract FINETUNE - BASE as a PEFT LoRA adapter of rank r (truncated SVD)."""
     result = extract_lora(
@@ -118,7 +119,7 @@ def apply_command(
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     device: str = typer.Option("cpu", help="Compute device: cpu or cuda."),
-    threads: int | None = typer.Option(None, help="torch intra-op threads (default: all)."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
 ) -> None:
     """Write BASE + sum of scale * vector (equip with +s, unlearn with -s)."""
     parsed = [parse_term(t) for t in terms]
@@ -155,7 +156,7 @@ def analogy_command(
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     device: str = typer.Option("cpu", help="Compute device: cpu or cuda."),
-    threads: int | None = typer.Option(None, help="torch intra-op threads (default: all)."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
 ) -> None:
     """A is to B as C is to D: write BASE + s (tau_C + tau_B - tau_A)."""
     result = analogy(
