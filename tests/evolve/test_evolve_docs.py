@@ -29,11 +29,11 @@ def test_the_first_example_is_the_issue_example_and_parses() -> None:
 
 
 def test_the_objectives_example_parses() -> None:
-    block = next(b for b in _yaml_blocks() if b.startswith("objectives:"))
-    objectives = yaml.safe_load(block)["objectives"]
+    block = next(b for b in _yaml_blocks()[1:] if "objectives:" in b)
     data = yaml.safe_load(_yaml_blocks()[0])
-    config = load_evolve_config({**data, "objectives": objectives, "sampler": None})
+    config = load_evolve_config({**data, **yaml.safe_load(block), "sampler": None})
     assert config.sampler_name == "nsga2"
+    assert config.genome.granularity == "global"
 
 
 @pytest.mark.slow
