@@ -145,19 +145,9 @@ def merge_method(
     return register
 
 
-def block_merge_method(
-    name: str,
-    *,
-    base: BaseUse,
-    params: tuple[Param, ...] = (),
-    summary: str,
-    paper: str = "",
-    min_models: int = 1,
-    max_models: int | None = None,
-    randomized: bool = False,
-    validate: Validator | None = None,
-) -> Callable[[BlockFactory], BlockFactory]:
-    """Register the block-wise merge ``make(shape, dtype, **params)`` as method ``name``."""
+def block_merge_method(name: str, **options: Any) -> Callable[[BlockFactory], BlockFactory]:
+    """Register the block-wise merge ``make(shape, dtype, **params)`` as method ``name``;
+    ``options`` are :func:`merge_method`'s (``base``, ``params``, ``summary``...)."""
 
     def register(make: BlockFactory) -> BlockFactory:
         def whole(
@@ -169,18 +159,7 @@ def block_merge_method(
             return merge_in_blocks(merge, base_tensor, tensors)
 
         whole.__doc__ = make.__doc__
-        merge_method(
-            name,
-            base=base,
-            params=params,
-            summary=summary,
-            paper=paper,
-            min_models=min_models,
-            max_models=max_models,
-            randomized=randomized,
-            validate=validate,
-            blockwise=make,
-        )(whole)
+        merge_method(name, blockwise=make, **options)(whole)
         return make
 
     return register
