@@ -218,10 +218,13 @@ def _stream_blocks(
     keep = list(range(len(raws) - has_base))
     merge = method.blockwise(job.shape, dtype, **_method_kwargs(method, job, keep, options))
     out = torch.empty(job.shape, dtype=job.dtype)
+    checked: set[int] = set()  # first rows of the blocks whose inputs were checked (once)
 
     def read(block: Block) -> Blocks:
         tensors = [reader.upcast(raw[block]) for raw in raws]
-        if not options.allow_nonfinite:
+        first_row = block.start if isinstance(block, slice) else 0
+        if not options.allow_nonfinite and first_row not in checked:
+            checked.add(first_row)
             for position, tensor in enumerate(tensors):
                 reader.check_input(job, position, tensor)
         return (tensors[0] if has_base else None), tensors[has_base:]
