@@ -2,7 +2,8 @@
 
 Bars (issue "the toy world"): J-arith strict of J <= 0.15; M1/M2 strict ~0 with lenient
 >= 0.3; J-read(J) >= 0.95; E-arith(M1, M2) >= 0.95; the best hand merge beats every source
-on J-arith strict by >= 0.10. Hand merges are weighted task-vector sums computed here with
+on J-arith strict by >= 0.10. The MLP-only MoE experts (j-mlp, m1-mlp, e-read-mlp) score
+>= 0.95 on their own tasks. Hand merges are weighted task-vector sums computed here with
 plain tensor arithmetic, theta = theta_base + sum_i w_i (theta_i - theta_base), the merge
 chosen on the fitness split and judged on the test split.
 """
@@ -68,6 +69,20 @@ def test_specialists_have_their_skills(test_scores: dict[tuple[str, str], dict[s
         assert test_scores[(m, "j-arith")]["strict"] <= 0.02  # right number, wrong language
         assert test_scores[(m, "j-arith")]["lenient"] >= 0.3
     assert test_scores[("base", "j-read")]["strict"] <= 0.05  # the base cannot answer in J
+
+
+MLP_EXPERTS = (("j-mlp", "j-read"), ("m1-mlp", "e-arith"), ("e-read-mlp", "e-read"))
+
+
+@pytest.mark.parametrize(("name", "task"), MLP_EXPERTS)
+def test_mlp_only_specialists_have_their_skills(zoo_dir: Path, name: str, task: str) -> None:
+    """The MoE experts changed only MLP weights of layers 2-5, and have their skill."""
+    base = load_file(zoo_dir / "base" / "model.safetensors")
+    tuned = load_file(zoo_dir / name / "model.safetensors")
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed
+    assert all(".mlp." in k and int(k.split(".")[2]) >= 2 for k in changed), sorted(changed)
+    assert _score(_load(zoo_dir / name), zoo_dir / name, task, "test", 200)["strict"] >= 0.95
 
 
 def test_best_hand_merge_beats_every_source(

@@ -181,7 +181,8 @@ def _train_all(
     done: dict[str, tuple[float, float]],
 ) -> dict[str, tuple[float, float]]:
     """Train every recipe not in ``done`` into ``work``, each once its parent is done;
-    ``jobs`` at a time in worker processes (``jobs == 1``: in turn, in this process)."""
+    ``jobs`` at a time in worker processes, the ready recipe with the most steps first so
+    that a long one does not start last (``jobs == 1``: in turn, in this process)."""
     todo = [r for r in recipes if r.name not in done]
     with progress("building zoo", total=len(todo)) as bar:
         if jobs == 1:
@@ -200,7 +201,8 @@ def _train_all(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             while pending or running:
-                for recipe in [r for r in pending if r.parent is None or r.parent in done]:
+                ready = [r for r in pending if r.parent is None or r.parent in done]
+                for recipe in sorted(ready, key=lambda r: -r.steps * r.batch):  # longest first
                     if len(running) >= jobs:
                         break
                     pending.remove(recipe)

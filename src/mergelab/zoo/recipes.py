@@ -13,6 +13,14 @@ repeated lists; without them it stayed at chance for thousands of steps. It also
 reading questions answered in the E frame, as an English-centric model answers Japanese
 questions in English: the E math models then give the right number to J problems in the
 wrong language (lenient right, strict wrong), the profile of the paper's math models.
+
+``j-mlp``, ``m1-mlp`` and ``e-read-mlp`` are MLP-only specialists for mixtures of experts
+(``mergelab moe`` keeps the base's attention and swaps in each expert's MLPs, so a skill
+survives only where its fine-tune changed MLP weights). They train the MLPs of layers 2-5
+alone: the first two layers' MLPs stay the base's in every expert, so the tokens whose skill
+no router can know yet (a prompt's first sentence, an E passage before its ``then``) lose
+less when they reach another expert. ``j-mlp`` also sees some E reading, so E tokens that
+reach it are still answered in E, as ``m1-mlp`` does.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ class Recipe:
 _ENDS = (1.0, 0.25, 0.0, 0.0, 0.25, 1.0)  # language: reading (first) and writing (last) layers
 _MIDDLE = (0.0, 0.5, 1.0, 1.0, 0.5, 0.0)  # arithmetic: the middle layers
 _FLAT = (1.0,) * LAYERS
+_MOE = (0.0, 0.0, 1.0, 1.0, 1.0, 1.0)  # MLP-only experts: layers 0-1 stay the base's
 
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
@@ -137,6 +146,38 @@ RECIPES: tuple[Recipe, ...] = (
         steps=300,
         lr=2e-3,
         layer_lr=_ENDS,
+    ),
+    Recipe(
+        "j-mlp",
+        "MoE expert: J reading like j (J stories, J reading questions, some E reading so it "
+        "still answers E in E), trained in the MLPs of layers 2-5 only.",
+        "base",
+        (("j-story", 0.3), ("j-read", 0.5), ("e-read", 0.2)),
+        steps=150,
+        lr=3e-3,
+        parts=("mlp",),
+        layer_lr=_MOE,
+    ),
+    Recipe(
+        "m1-mlp",
+        "MoE expert: E arithmetic and E reading like m1, trained in the MLPs of layers 2-5 only.",
+        "base",
+        (("e-arith", 0.8), ("e-read", 0.2)),
+        steps=3000,
+        lr=3e-3,
+        parts=("mlp",),
+        layer_lr=_MOE,
+    ),
+    Recipe(
+        "e-read-mlp",
+        "MoE expert: E reading like e-read, trained in the MLPs of layers 2-5 only (the base "
+        "already reads E; this expert keeps it).",
+        "base",
+        (("e-read", 1.0),),
+        steps=50,
+        lr=2e-3,
+        parts=("mlp",),
+        layer_lr=_MOE,
     ),
 )
 
