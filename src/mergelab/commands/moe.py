@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mergelab.commands import THREADS_HELP
 from mergelab.moe import build_moe, plan_moe
 from mergelab.moe.plan import MoePlan
 from mergelab.units import format_size
@@ -25,7 +26,7 @@ def moe_command(
         None, "--report", help="Write the routing report (held-out prompts) to this JSON file."
     ),
     device: str = typer.Option("cpu", help="Device for the router prompts and the merge."),
-    threads: int | None = typer.Option(None, help="torch intra-op threads (default: all)."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
     seed: int | None = typer.Option(None, help="Seed for random gate modes and router noise."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the config; build nothing."),
     out_shard_size: str = typer.Option("5GB", help="Largest output shard, e.g. 2GB or 500MiB."),
