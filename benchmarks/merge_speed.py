@@ -2,12 +2,12 @@
 
 Generates deterministic random bf16 checkpoints (hidden 2048, intermediate 5632, 22 layers,
 32 heads, 4 kv heads, vocab 32000: about 2.2 GB each; a base and two variants), then for
-linear x3, slerp x2, ties x2 and dare_ties x2 reports wall time, peak RSS and peak anonymous
-RSS of the merging process, and the I/O floor of the same run (read every input once, write
-one output of the same size, fsync). With ``--double`` it repeats mergelab's runs on a model
-twice as deep, to show that memory does not grow with model size. If a mergekit virtualenv
-is given (``--mergekit-venv``, with ``mergekit==0.1.5``), the same recipes run with
-``mergekit-yaml`` and the ratios are printed.
+linear x3, task_arithmetic x2, slerp x2, ties x2 and dare_ties x2 reports wall time, peak
+RSS and peak anonymous RSS of the merging process, and the I/O floor of the same run (read
+every input once, write one output of the same size, fsync). With ``--double`` it repeats
+mergelab's runs on a model twice as deep, to show that memory does not grow with model size.
+If a mergekit virtualenv is given (``--mergekit-venv``, with ``mergekit==0.1.5``), the same
+recipes run with ``mergekit-yaml`` and the ratios are printed.
 
     python benchmarks/merge_speed.py --work /tmp/bench [--double] [--mergekit-venv DIR]
 """
@@ -118,6 +118,12 @@ def recipes(models: dict[str, Path]) -> dict[str, dict[str, object]]:
         "linear x3": {
             "merge_method": "linear",
             "models": [{"model": m, "parameters": {"weight": 1.0}} for m in (base, a, b)],
+            "dtype": "bfloat16",
+        },
+        "task_arithmetic x2": {
+            "merge_method": "task_arithmetic",
+            "base_model": base,
+            "models": [{"model": m, "parameters": {"weight": 0.5}} for m in (a, b)],
             "dtype": "bfloat16",
         },
         "slerp x2": {
