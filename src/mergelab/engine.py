@@ -83,6 +83,9 @@ class EngineOptions:
     prefetch_bytes: int = 512 * 2**20
     write_depth: int = 2
     show_progress: bool = True
+    # read, compute and write every job in the calling thread: for sources already in memory
+    # and small tensors, where handing jobs between threads costs more than it overlaps
+    inline: bool = False
 
 
 def tensor_seed(seed: int, tensor_name: str, model: int) -> int:
@@ -106,6 +109,11 @@ def run(
         else [f"input {i}" for i in range(len(checkpoints))]
     )
     reader = _Reader(checkpoints, names, options)
+    if options.inline:
+        with _intra_op_threads(options.threads):
+            for job in jobs:
+                sink.write(job.name, _produce(job, reader.read(job), options, reader))
+        return
     workers = _compute_workers(options)
     total_bytes = sum(job.nbytes for job in jobs)
     written = 0

@@ -116,7 +116,9 @@ class LiveMerge:
 
     def build(self, candidate: Candidate) -> nn.Module:
         """Merge ``candidate`` into the live model and return it."""
-        options = engine.EngineOptions(threads=self.threads, seed=self._seed, show_progress=False)
+        options = engine.EngineOptions(
+            threads=self.threads, seed=self._seed, show_progress=False, inline=True
+        )
         sink = engine.ModuleSink(self._model)
         engine.run(self.jobs(candidate), self.sources, sink, options, model_names=self.refs)
         return self._model
