@@ -12,6 +12,7 @@ Outputs reach the sink in job order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -221,7 +222,7 @@ def _stream_blocks(
     """A block-wise method over memory-mapped inputs: every pass upcasts one block at a time."""
     method = get_method(job.method)
     assert method.blockwise is not None
-    dtype = torch.float64 if any(raw.dtype == torch.float64 for raw in raws) else torch.float32
+    dtype = functools.reduce(torch.promote_types, (compute_dtype(raw.dtype) for raw in raws))
     has_base = job.base is not None
     keep = list(range(len(raws) - has_base))
     merge = method.blockwise(job.shape, dtype, **_method_kwargs(method, job, keep, options))
@@ -243,6 +244,11 @@ def _stream_blocks(
 
     run_blocks(merge, job.shape, read, write)
     return out
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What a stored dtype is computed in: float64 stays, everything else is float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check_output(job: TensorJob, result: torch.Tensor, options: EngineOptions) -> None:
@@ -301,8 +307,7 @@ class _Reader:
         return tensors
 
     def upcast(self, raw: torch.Tensor) -> torch.Tensor:
-        compute = torch.float64 if raw.dtype == torch.float64 else torch.float32
-        return raw.to(device=self.options.device, dtype=compute, copy=True)
+        return raw.to(device=self.options.device, dtype=compute_dtype(raw.dtype), copy=True)
 
     def check_input(self, job: TensorJob, position: int, tensor: torch.Tensor) -> None:
         if not all_finite(tensor):

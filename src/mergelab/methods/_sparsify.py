@@ -190,12 +190,9 @@ class Della(_Drawn):
     def __init__(
         self, density: float, epsilon: float, rescale: RescaleMode, generator: torch.Generator
     ):
-        if not (density - epsilon > 0.0 and density + epsilon < 1.0):
-            raise ConfigError(
-                f"della needs 0 < density - epsilon and density + epsilon < 1, got "
-                f"density={density} and epsilon={epsilon}; lower epsilon or move density "
-                "towards 0.5"
-            )
+        problem = _della_problem(density, epsilon)
+        if problem is not None:
+            raise ConfigError(problem)
         super().__init__(generator, remember=rescale == "l1")
         self._density, self._epsilon = density, epsilon
         self._inverse = rescale == "inverse_density"
@@ -310,10 +307,17 @@ def della_problems(params: dict[str, Any]) -> list[str]:
     """The planner's check of DELLA's ``0 < density - epsilon`` and ``density + epsilon < 1``."""
     problems = []
     for density, epsilon in zip(params["density"], params["epsilon"], strict=True):
-        if 0.0 < density < 1.0 and not (density - epsilon > 0.0 and density + epsilon < 1.0):
-            problems.append(
-                f"della needs 0 < density - epsilon and density + epsilon < 1, got "
-                f"density={density} and epsilon={epsilon}; lower epsilon or move density "
-                "towards 0.5"
-            )
+        problem = _della_problem(density, epsilon) if 0.0 < density < 1.0 else None
+        if problem is not None:
+            problems.append(problem)
     return problems
+
+
+def _della_problem(density: float, epsilon: float) -> str | None:
+    """Why DELLA cannot keep entries with these settings, or None when it can."""
+    if density - epsilon > 0.0 and density + epsilon < 1.0:
+        return None
+    return (
+        f"della needs 0 < density - epsilon and density + epsilon < 1, got density={density}"
+        f" and epsilon={epsilon}; lower epsilon or move density towards 0.5"
+    )
