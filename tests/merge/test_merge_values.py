@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from keep_masks import reference_keep_mask
 from safetensors.torch import load_file
 
 from mergelab import merge, merge_state_dict
@@ -113,7 +114,7 @@ def test_dare_is_seeded_per_tensor_and_reproducible(tiny_zoo: dict[str, Path]) -
     ref_model = 1  # "a" is the second referenced model (base first)
     gen = torch.Generator().manual_seed(tensor_seed(7, name, ref_model))
     delta = a[name] - base[name]
-    keep = torch.bernoulli(torch.full(delta.shape, 0.5), generator=gen)
+    keep = torch.from_numpy(reference_keep_mask(gen, tuple(delta.shape), 0.5)).to(delta.dtype)
     torch.testing.assert_close(first[name], base[name] + delta * keep / 0.5, rtol=0, atol=1e-6)
 
 
@@ -214,7 +215,7 @@ def test_streamed_engine_path_matches_whole_tensors(
     }
     monkeypatch.setattr(_blocks, "BLOCK_ELEMENTS", 64)  # several blocks per matrix
     whole = merge_state_dict(recipe, seed=5)  # upcast tensors, blocks of their views
-    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 100)  # larger tensors stream from disk
+    monkeypatch.setattr(engine, "STREAM_ELEMENTS", 100)  # larger tensors stream from disk
     streamed = merge_state_dict(recipe, seed=5)
     for name in whole:
         torch.testing.assert_close(streamed[name], whole[name], rtol=0, atol=0, msg=name)

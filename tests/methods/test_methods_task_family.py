@@ -1,7 +1,8 @@
 """Task-arithmetic family (and sce) against plain references written from spec/methods.md.
 
-The references below use numpy and explicit loops; random masks are re-derived from the same
-draws the spec fixes (``u ~ torch.rand`` from the model's generator, keep when ``u < p``).
+The references below use numpy and explicit loops; random masks are re-derived from the
+model's generator by ``keep_masks.reference_keep_mask``, an independent reading of the draws
+``mergelab.methods._draws`` documents.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from keep_masks import reference_keep_mask
 
 from mergelab.errors import ConfigError
 from mergelab.methods import get_method
@@ -22,12 +24,6 @@ def rand(seed: int, *shape: int) -> torch.Tensor:
 
 def gens(*seeds: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(s) for s in seeds]
-
-
-def uniforms(seed: int, shape: tuple[int, ...]) -> np.ndarray:
-    return torch.rand(
-        shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
-    ).numpy()
 
 
 def run(name: str, base: torch.Tensor, xs: list[torch.Tensor], **params: object) -> np.ndarray:
@@ -80,7 +76,8 @@ def ref_outliers(d: np.ndarray, density: float, gamma: float, mode: object = Fal
 def ref_random(d: np.ndarray, density: float, mode: object, seed: int) -> np.ndarray:
     if density >= 1:
         return d
-    kept = np.where(uniforms(seed, d.shape) < density, d, 0.0)
+    mask = reference_keep_mask(torch.Generator().manual_seed(seed), d.shape, density)
+    kept = np.where(mask, d, 0.0)
     return ref_rescale(d, kept, mode, density)
 
 
@@ -97,7 +94,8 @@ def ref_della_probs(rows: np.ndarray, density: float, eps: float) -> np.ndarray:
 def ref_della(d: np.ndarray, density: float, eps: float, mode: object, seed: int) -> np.ndarray:
     rows = d.reshape(-1, d.shape[-1]) if d.ndim >= 2 else d.reshape(1, -1)
     p = ref_della_probs(rows, density, eps)
-    kept = np.where(uniforms(seed, rows.shape) < p, rows, 0.0)
+    mask = reference_keep_mask(torch.Generator().manual_seed(seed), rows.shape, p)
+    kept = np.where(mask, rows, 0.0)
     return ref_rescale(rows, kept, mode, p).reshape(d.shape)
 
 

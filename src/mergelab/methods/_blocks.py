@@ -22,7 +22,7 @@ from typing import Protocol
 
 import torch
 
-BLOCK_ELEMENTS = 2**20
+BLOCK_ELEMENTS = 2**18
 
 # a block's inputs: (base block or None, the other models' blocks), in the compute dtype
 Blocks = tuple[torch.Tensor | None, list[torch.Tensor]]

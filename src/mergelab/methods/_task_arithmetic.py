@@ -62,10 +62,10 @@ class TaskVectorMerge:
             sparsifier.keep(x - base).mul_(w)  # x - base is fresh: kept and scaled in place
             for sparsifier, x, w in zip(self._sparsifiers, tensors, self._weight, strict=True)
         ]
-        mixed, divisor = self._consensus(deltas, self._weight)
-        if self._normalize:
-            mixed = mixed / divisor
-        return base + self._lambda * mixed
+        mixed = self._consensus(deltas, self._weight, self._normalize)  # a fresh tensor
+        if self._lambda != 1.0:
+            mixed.mul_(self._lambda)
+        return mixed.add_(base)
 
 
 def task_params(
