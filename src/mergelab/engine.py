@@ -15,24 +15,26 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from mergelab.checkpoint import TensorInfo
 from mergelab.errors import NonFiniteError
+from mergelab.heap import keep_freed_memory
 from mergelab.methods import MergeMethod, get_method
-from mergelab.methods._blocks import Block, Blocks, run_blocks
+from mergelab.methods._blocks import Block, Blocks, row_blocks, run_blocks
 from mergelab.plan import InputRef, TensorJob
 from mergelab.progress import progress
 from mergelab.units import format_size
 from mergelab.vocab import merge_rows
 
-CHUNK_ELEMENTS = 4 * 2**20  # elementwise methods compute blocks of about this many entries
+# tensors with more entries than this are read as memory maps and computed block by block
+STREAM_ELEMENTS = 2**18
 
 
 class TensorSource(Protocol):
@@ -48,6 +50,16 @@ class Sink(Protocol):
     """Where finished tensors go: a disk writer, a state dict, a live module."""
 
     def write(self, name: str, tensor: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class RowSink(Protocol):
+    """A sink that also takes a tensor as blocks of rows, in any order and from any thread
+    (the disk writer): large outputs then go out block by block, never held whole."""
+
+    def write(self, name: str, tensor: torch.Tensor) -> None: ...
+
+    def write_rows(self, name: str, first_row: int, rows: torch.Tensor) -> None: ...
 
 
 class StateDictSink:
@@ -110,10 +122,14 @@ def run(
         else [f"input {i}" for i in range(len(checkpoints))]
     )
     reader = _Reader(checkpoints, names, options)
+    rows_sink = sink if isinstance(sink, RowSink) else None
+    keep_freed_memory()
     if options.inline:
         with _intra_op_threads(options.threads):
             for job in jobs:
-                sink.write(job.name, _produce(job, reader.read(job), options, reader))
+                out = _produce(job, reader.read(job), options, reader, rows_sink)
+                if out is not None:
+                    sink.write(job.name, out)
         return
     workers = _compute_workers(options)
     total_bytes = sum(job.nbytes for job in jobs)
@@ -127,7 +143,7 @@ def run(
     ):
         # (job's tensors, bytes they hold in memory) for the jobs read ahead
         pending_reads: deque[tuple[Future[list[torch.Tensor]], int]] = deque()
-        computing: deque[tuple[TensorJob, Future[torch.Tensor]]] = deque()
+        computing: deque[tuple[TensorJob, Future[torch.Tensor | None]]] = deque()
         pending_writes: deque[Future[None]] = deque()
         upcoming = iter(jobs)
         peeked: list[TensorJob] = []
@@ -150,9 +166,10 @@ def run(
             nonlocal written
             job, future = computing.popleft()
             out = future.result()
-            while len(pending_writes) >= options.write_depth:
-                pending_writes.popleft().result()
-            pending_writes.append(write_pool.submit(sink.write, job.name, out))
+            if out is not None:  # else it went to the row sink block by block
+                while len(pending_writes) >= options.write_depth:
+                    pending_writes.popleft().result()
+                pending_writes.append(write_pool.submit(sink.write, job.name, out))
             written += job.nbytes
             bar.advance(1, info=f"{format_size(written)} / {format_size(total_bytes)}")
 
@@ -164,7 +181,7 @@ def run(
                 while len(computing) >= workers:
                     hand_to_sink()
                 computing.append(
-                    (job, compute_pool.submit(_produce, job, tensors, options, reader))
+                    (job, compute_pool.submit(_produce, job, tensors, options, reader, rows_sink))
                 )
                 del tensors
             while computing:
@@ -190,35 +207,65 @@ def _compute_workers(options: EngineOptions) -> int:
 
 
 def _produce(
-    job: TensorJob, tensors: list[torch.Tensor], options: EngineOptions, reader: _Reader
-) -> torch.Tensor:
-    """The job's output tensor on the CPU in its output dtype, checked for NaN/Inf."""
+    job: TensorJob,
+    tensors: list[torch.Tensor],
+    options: EngineOptions,
+    reader: _Reader,
+    rows_sink: RowSink | None,
+) -> torch.Tensor | None:
+    """The job's output tensor on the CPU in its output dtype, checked for NaN/Inf; None when
+    it was streamed to ``rows_sink`` block by block instead."""
     if not reader.chunked(job):
         result = _compute(job, tensors, options)
         _check_output(job, result, options)
         return result.to(dtype=job.dtype, device="cpu")
+    # large tensors run block by block over the first dimension: memory holds a block of each
+    # input in the compute dtype, never whole upcast tensors, and a row sink gets each output
+    # block as it is made, so no whole output tensor exists either
+    out = None if rows_sink is not None else torch.empty(job.shape, dtype=job.dtype)
+
+    def emit(block: Block, result: torch.Tensor) -> None:
+        cast = result.to(dtype=job.dtype, device="cpu")
+        if out is not None:
+            out[block] = cast
+        else:
+            assert rows_sink is not None
+            rows_sink.write_rows(job.name, block.start if isinstance(block, slice) else 0, cast)
+
     if get_method(job.method).blockwise is not None:
-        return _stream_blocks(job, tensors, options, reader)
-    # elementwise methods run block by block over the first dimension, so memory holds one
-    # block of each input in the compute dtype, never whole upcast tensors
-    out = torch.empty(job.shape, dtype=job.dtype)
-    rows = max(1, CHUNK_ELEMENTS // max(1, _numel(job.shape[1:])))
-    for start in range(0, job.shape[0], rows):
-        block = [reader.upcast(t[start : start + rows]) for t in tensors]
-        result = _compute(job, block, options)
-        if not options.allow_nonfinite and not all_finite(result):
-            # a NaN or Inf entry of an input reaches the output of an elementwise method:
-            # name the input, or the method when every input is finite
-            for position, tensor in enumerate(block):
-                reader.check_input(job, position, tensor)
-            _check_output(job, result, options)
-        out[start : start + rows] = result.to(dtype=job.dtype, device="cpu")
+        _stream_blocks(job, tensors, options, reader, emit)
+    else:
+        _stream_elementwise(job, tensors, options, reader, emit)
     return out
 
 
+def _stream_elementwise(
+    job: TensorJob,
+    raws: list[torch.Tensor],
+    options: EngineOptions,
+    reader: _Reader,
+    emit: Callable[[Block, torch.Tensor], None],
+) -> None:
+    """An elementwise method over memory-mapped inputs, one upcast block at a time."""
+    for block in row_blocks(job.shape):
+        inputs = [reader.upcast(raw[block]) for raw in raws]
+        result = _compute(job, inputs, options)
+        if not options.allow_nonfinite and not all_finite(result):
+            # a NaN or Inf entry of an input reaches the output of an elementwise method:
+            # name the input, or the method when every input is finite
+            for position, tensor in enumerate(inputs):
+                reader.check_input(job, position, tensor)
+            _check_output(job, result, options)
+        emit(block, result)
+
+
 def _stream_blocks(
-    job: TensorJob, raws: list[torch.Tensor], options: EngineOptions, reader: _Reader
-) -> torch.Tensor:
+    job: TensorJob,
+    raws: list[torch.Tensor],
+    options: EngineOptions,
+    reader: _Reader,
+    emit: Callable[[Block, torch.Tensor], None],
+) -> None:
     """A block-wise method over memory-mapped inputs: every pass upcasts one block at a time."""
     method = get_method(job.method)
     assert method.blockwise is not None
@@ -226,7 +273,6 @@ def _stream_blocks(
     has_base = job.base is not None
     keep = list(range(len(raws) - has_base))
     merge = method.blockwise(job.shape, dtype, **_method_kwargs(method, job, keep, options))
-    out = torch.empty(job.shape, dtype=job.dtype)
     checked: set[int] = set()  # first rows of the blocks whose inputs were checked (once)
 
     def read(block: Block) -> Blocks:
@@ -240,10 +286,9 @@ def _stream_blocks(
 
     def write(block: Block, result: torch.Tensor) -> None:
         _check_output(job, result, options)
-        out[block] = result.to(dtype=job.dtype, device="cpu")
+        emit(block, result)
 
     run_blocks(merge, job.shape, read, write)
-    return out
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -288,7 +333,7 @@ class _Reader:
             return False
         method = get_method(job.method)
         blocks = method.elementwise or method.blockwise is not None
-        return blocks and _numel(job.shape) > CHUNK_ELEMENTS
+        return blocks and _numel(job.shape) > STREAM_ELEMENTS
 
     def resident_bytes(self, job: TensorJob) -> int:
         """Memory a read-ahead job holds: upcast copies, or nothing for mapped raw tensors."""

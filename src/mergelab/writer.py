@@ -2,8 +2,12 @@
 
 The writer is given every output tensor's name, shape and dtype up front (the merge plan knows
 them), so it lays out every shard, writes each header and preallocates each file before any
-tensor exists. ``write`` then puts a tensor's bytes straight at its offset with ``os.pwrite``:
-tensors may arrive in any order, from several threads, and no shard is ever held in memory.
+tensor exists. ``write`` then puts a tensor's bytes straight at its offset with ``os.pwrite``,
+and ``write_rows`` a block of a tensor's rows at theirs: tensors and blocks may arrive in any
+order, from several threads, and no shard (nor a large tensor) is ever held in memory. Each
+write asks the kernel to start writing its bytes to disk right away (``sync_file_range``
+where Linux has it), so the disk works while the merge computes and the final ``fsync``
+waits only for the last writes.
 
 Shards follow the Hugging Face convention (``model.safetensors``, or
 ``model-00001-of-0000N.safetensors`` plus ``model.safetensors.index.json`` with
@@ -17,12 +21,16 @@ see that module for why several keys may be ordered differently).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
+import functools
 import json
 import logging
 import os
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +85,37 @@ def _shard_name(index: int, count: int) -> str:
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
     """pwrite until every byte is written (a single call may write fewer)."""
+    start, size = offset, len(data)
     while data:
         written = os.pwrite(fd, data, offset)
         if written == 0:
             raise OSError(errno.EIO, "write returned 0 bytes")
         data, offset = data[written:], offset + written
+    start_writeback(fd, start, size)
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").sync_file_range
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return func
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, size: int) -> None:
+    """Start writing ``size`` bytes at ``offset`` of ``fd`` to disk, without waiting for them
+    (durability still comes from the final fsync); nothing where the call is missing."""
+    func = _sync_file_range()
+    if func is not None and size > 0:
+        func(fd, offset, size, _SYNC_FILE_RANGE_WRITE)  # an error here is only a lost hint
 
 
 class ShardedSafetensorsWriter:
@@ -127,6 +161,7 @@ class ShardedSafetensorsWriter:
         self._fds: dict[str, int] = {}
         self._started: set[str] = set()
         self._done: set[str] = set()
+        self._rows_left: dict[str, int] = {}  # tensors written in row blocks: rows to come
         self._lock = threading.Lock()
         self._state = "open"
         try:
@@ -167,31 +202,80 @@ class ShardedSafetensorsWriter:
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
         """Write tensor ``name`` at its offset; its shape and dtype must match the plan."""
-        info = self._infos.get(name)
-        if info is None:
-            raise ValueError(f"tensor {name!r} is not in this writer's plan")
-        if tuple(tensor.shape) != info.shape or tensor.dtype != info.dtype:
+        info = self._planned(name, tensor)
+        if tuple(tensor.shape) != info.shape:
             raise ValueError(
                 f"tensor {name!r} is {tensor.dtype} {list(tensor.shape)} but the plan says "
                 f"{info.dtype} {list(info.shape)}"
             )
         with self._lock:
-            if self._state != "open":
-                raise ValueError(f"cannot write {name!r}: the writer is {self._state}")
+            self._check_open(name)
             if name in self._started:
                 raise ValueError(f"tensor {name!r} is written twice")
             self._started.add(name)
+        self._put(name, tensor, 0)
+        with self._lock:
+            self._done.add(name)
+
+    def write_rows(self, name: str, first_row: int, rows: torch.Tensor) -> None:
+        """Write ``rows``, rows ``first_row`` onwards of tensor ``name`` (its dtype, its shape
+        past the first dimension), at their offset. Each row must come once; the tensor is
+        complete when its last rows arrive. A tensor of fewer than two dimensions comes whole."""
+        info = self._planned(name, rows)
+        total = info.shape[0] if len(info.shape) >= 2 else 1
+        count = rows.shape[0] if len(info.shape) >= 2 else 1
+        block_ok = (
+            tuple(rows.shape[1:]) == info.shape[1:]
+            if len(info.shape) >= 2
+            else tuple(rows.shape) == info.shape
+        )
+        if not block_ok or first_row < 0 or first_row + count > total:
+            raise ValueError(
+                f"rows {first_row}.. of shape {list(rows.shape)} do not fit tensor {name!r} "
+                f"{list(info.shape)}"
+            )
+        with self._lock:
+            self._check_open(name)
+            left = self._rows_left.get(name, 0 if name in self._started else total)
+            if count > left:
+                raise ValueError(f"tensor {name!r} is written twice")
+            self._started.add(name)
+            self._rows_left[name] = left
+        self._put(name, rows, first_row * (info.nbytes // total))
+        with self._lock:
+            self._rows_left[name] -= count
+            if self._rows_left[name] == 0:
+                self._done.add(name)
+
+    def _planned(self, name: str, tensor: torch.Tensor) -> TensorInfo:
+        """The plan's entry for ``name``; ValueError when absent or of another dtype."""
+        info = self._infos.get(name)
+        if info is None:
+            raise ValueError(f"tensor {name!r} is not in this writer's plan")
+        if tensor.dtype != info.dtype:
+            raise ValueError(
+                f"tensor {name!r} is {tensor.dtype} {list(tensor.shape)} but the plan says "
+                f"{info.dtype} {list(info.shape)}"
+            )
+        return info
+
+    def _check_open(self, name: str) -> None:
+        if self._state != "open":
+            raise ValueError(f"cannot write {name!r}: the writer is {self._state}")
+
+    def _put(self, name: str, tensor: torch.Tensor, offset: int) -> None:
+        """pwrite ``tensor``'s bytes at ``offset`` bytes into tensor ``name``'s place."""
         shard = self._shard_of[name]
         data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
         try:
             if data.numel():
                 _write_all(
-                    self._fds[shard.file], memoryview(data.numpy().data), shard.offsets[name]
+                    self._fds[shard.file],
+                    memoryview(data.numpy().data),
+                    shard.offsets[name] + offset,
                 )
         except OSError as exc:
             raise self._fail(shard.file, exc) from exc
-        with self._lock:
-            self._done.add(name)
 
     def finish(self) -> None:
         """Check every tensor was written, write the index when sharded, fsync, close."""

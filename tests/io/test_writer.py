@@ -168,6 +168,39 @@ def test_output_loads_in_transformers(tmp_path: Path) -> None:
         assert torch.equal(tensor, state[name]), name
 
 
+def test_row_blocks_in_any_order_give_the_same_file(tmp_path: Path) -> None:
+    tensors = {"m": make(torch.bfloat16, (10, 3), 1), "v": make(torch.float32, (6,), 2)}
+    save_file(tensors, str(tmp_path / "ref.safetensors"))
+    writer = ShardedSafetensorsWriter(tmp_path / "out", infos(tensors), max_shard_bytes=None)
+    m = tensors["m"]
+    with ThreadPoolExecutor(3) as pool:  # rows 7-9, 0-3, 4-6, from several threads
+        for start, stop in ((7, 10), (0, 4), (4, 7)):
+            pool.submit(writer.write_rows, "m", start, m[start:stop].clone()).result()
+    writer.write_rows("v", 0, tensors["v"])  # fewer than two dimensions: one block, whole
+    writer.finish()
+    written = (tmp_path / "out" / "model.safetensors").read_bytes()
+    assert written == (tmp_path / "ref.safetensors").read_bytes()
+
+
+def test_row_blocks_are_checked(tmp_path: Path) -> None:
+    entries = [TensorInfo("m", (4, 2), torch.float32), TensorInfo("v", (3,), torch.float32)]
+    writer = ShardedSafetensorsWriter(tmp_path, entries, max_shard_bytes=None)
+    with pytest.raises(ValueError, match="do not fit"):
+        writer.write_rows("m", 3, torch.ones(2, 2))  # rows 3-4 of 4
+    with pytest.raises(ValueError, match="do not fit"):
+        writer.write_rows("m", 0, torch.ones(2, 3))  # wrong row width
+    with pytest.raises(ValueError, match=r"'m' is torch.float64"):
+        writer.write_rows("m", 0, torch.ones(2, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="do not fit"):
+        writer.write_rows("v", 0, torch.ones(2))  # a vector comes whole
+    writer.write_rows("m", 0, torch.ones(3, 2))
+    with pytest.raises(ValueError, match="written twice"):
+        writer.write_rows("m", 1, torch.ones(2, 2))  # only one row is left
+    with pytest.raises(OutputError, match="never written"):
+        writer.finish()  # m has a row missing, v was never written
+    writer.abort()
+
+
 # ---- misuse and failures -------------------------------------------------------------------
 
 

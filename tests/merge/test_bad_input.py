@@ -241,7 +241,7 @@ def test_nan_in_input_names_the_tensor(
     if streamed:  # TIES streamed over memory-mapped blocks checks its input blocks too
         from mergelab import engine
 
-        monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 16)
+        monkeypatch.setattr(engine, "STREAM_ELEMENTS", 16)
         ties = {"merge_method": "ties", "base_model": str(a), "dtype": "float32"}
         ties["models"] = [{"model": str(b), "parameters": {"weight": 1.0, "density": 0.01}}]
         recipe = write_recipe(tmp_path / "r.yml", ties)
