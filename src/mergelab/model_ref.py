@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from huggingface_hub import snapshot_download
-
 from mergelab.errors import CheckpointError, ConfigError
 
 
@@ -32,6 +30,8 @@ def _hub_cache_dir() -> Path | None:
 
 def _from_hub_cache(ref: str) -> Path | None:
     """The cached snapshot folder of hub id ``ref`` (``org/name[@revision]``), or None."""
+    from huggingface_hub import snapshot_download  # slow to import; only hub ids need it
+
     repo_id, _, revision = ref.partition("@")
     try:
         folder = snapshot_download(
