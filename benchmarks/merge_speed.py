@@ -209,17 +209,20 @@ def _process_tree(root: int) -> list[int]:
 
 
 def warm_page_cache(inputs: list[Path]) -> None:
-    """Read every input file once, so runs compare with the same (warm) page cache."""
+    """Read every input file once and flush every earlier run's writes to disk, so runs
+    compare with the same (warm) page cache and an idle disk."""
     buf = bytearray(64 << 20)
     for folder in inputs:
         for f in sorted(folder.glob("*.safetensors")):
             with open(f, "rb", buffering=0) as fh:
                 while fh.readinto(buf):
                     pass
+    os.sync()
 
 
 def io_floor(inputs: list[Path], out_bytes: int, scratch: Path) -> float:
-    """Seconds to read every input file once and write + fsync ``out_bytes``."""
+    """Seconds to read every input file once and write + fsync ``out_bytes`` (preallocated,
+    as the merge writer does)."""
     start = time.perf_counter()
     buf = bytearray(64 << 20)
     view = memoryview(buf)
@@ -229,6 +232,7 @@ def io_floor(inputs: list[Path], out_bytes: int, scratch: Path) -> float:
                 while fh.readinto(view):
                     pass
     with open(scratch, "wb", buffering=0) as fh:
+        os.posix_fallocate(fh.fileno(), 0, out_bytes)
         left = out_bytes
         while left > 0:
             left -= fh.write(view[: min(len(buf), left)])
