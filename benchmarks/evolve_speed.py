@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--zoo", type=Path, default=Path("zoo"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/evolve-bench"))
     parser.add_argument("--trials", type=int, default=300)
-    parser.add_argument("--worker-trials", type=int, default=60)
+    parser.add_argument("--worker-trials", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--dfs", nargs="+", default=["m1", "j"], help="DFS models, A first")
