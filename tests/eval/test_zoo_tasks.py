@@ -1,10 +1,12 @@
-"""The shared task contract with the zoo: every shipped task loads and fits the zoo tokenizer."""
+"""The shared task contract with the zoo: every shipped task loads and fits its world's
+tokenizer."""
 
 from __future__ import annotations
 
 import pytest
 
 from mergelab.eval import TaskEvaluator, load_task, zoo_task_names
+from mergelab.zoo.tasks import TASK_DEFS
 from mergelab.zoo.tokenizer import build_tokenizer
 
 NAMES = zoo_task_names()
@@ -19,5 +21,6 @@ def test_zoo_task_builds_an_evaluator(name: str) -> None:
     task = load_task(name)
     assert task.name == name
     for split in ("fitness", "test"):
-        evaluator = TaskEvaluator(task, build_tokenizer(), split=split)
+        tokenizer = build_tokenizer(TASK_DEFS[name].world)
+        evaluator = TaskEvaluator(task, tokenizer, split=split)
         assert evaluator.n == len(task.items(split)) > 0

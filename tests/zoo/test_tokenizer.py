@@ -9,8 +9,8 @@ from transformers import AutoTokenizer
 
 from mergelab.zoo.generate import arith_item, parallel, read_item, story
 from mergelab.zoo.language import J_HARD, E, J, vocabulary
-from mergelab.zoo.tasks import generate_tasks
-from mergelab.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, build_tokenizer
+from mergelab.zoo.tasks import TASK_DEFS, generate_tasks
+from mergelab.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, WORLDS, build_tokenizer
 
 
 def test_saved_tokenizer_loads_with_autotokenizer(tmp_path: Path) -> None:
@@ -47,9 +47,10 @@ def test_round_trip_of_every_generator() -> None:
         assert tok.decode(ids) == text
 
 
-def test_every_task_token_is_in_the_vocabulary() -> None:
-    vocab = set(build_tokenizer().get_vocab())
-    for splits in generate_tasks().values():
+def test_every_task_token_is_in_its_worlds_vocabulary() -> None:
+    vocabs = {world: set(build_tokenizer(world).get_vocab()) for world in WORLDS}
+    for name, splits in generate_tasks().items():
+        vocab = vocabs[TASK_DEFS[name].world]
         for items in splits.values():
             for item in items:
                 for key in ("prompt", "target", "text", "answer"):

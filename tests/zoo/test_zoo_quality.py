@@ -2,10 +2,11 @@
 
 Bars (issue "the toy world"): J-arith strict of J <= 0.15; M1/M2 strict ~0 with lenient
 >= 0.3; J-read(J) >= 0.95; E-arith(M1, M2) >= 0.95; the best hand merge beats every source
-on J-arith strict by >= 0.10. The MLP-only MoE experts (j-mlp, m1-mlp, e-read-mlp) score
->= 0.95 on their own tasks. Hand merges are weighted task-vector sums computed here with
-plain tensor arithmetic, theta = theta_base + sum_i w_i (theta_i - theta_base), the merge
-chosen on the fitness split and judged on the test split.
+on J-arith strict by >= 0.10. The MLP-only MoE experts (j-mlp, m1-mlp, e-read-mlp; the
+mixture world's k-mlp, l-mlp, n-mlp) score >= 0.95 on their own tasks; the mixture world's
+base reads all four of its languages and answers in E. Hand merges are weighted task-vector
+sums computed here with plain tensor arithmetic, theta = theta_base + sum_i w_i (theta_i -
+theta_base), the merge chosen on the fitness split and judged on the test split.
 """
 
 from __future__ import annotations
@@ -71,18 +72,33 @@ def test_specialists_have_their_skills(test_scores: dict[tuple[str, str], dict[s
     assert test_scores[("base", "j-read")]["strict"] <= 0.05  # the base cannot answer in J
 
 
-MLP_EXPERTS = (("j-mlp", "j-read"), ("m1-mlp", "e-arith"), ("e-read-mlp", "e-read"))
+MLP_EXPERTS = (
+    ("j-mlp", "base", "j-read"),
+    ("m1-mlp", "base", "e-arith"),
+    ("e-read-mlp", "base", "e-read"),
+    *((f"{code}-mlp", "mix-base", f"{code}-read") for code in "kln"),
+)
 
 
-@pytest.mark.parametrize(("name", "task"), MLP_EXPERTS)
-def test_mlp_only_specialists_have_their_skills(zoo_dir: Path, name: str, task: str) -> None:
+@pytest.mark.parametrize(("name", "parent", "task"), MLP_EXPERTS)
+def test_mlp_only_specialists_have_their_skills(
+    zoo_dir: Path, name: str, parent: str, task: str
+) -> None:
     """The MoE experts changed only MLP weights of layers 2-5, and have their skill."""
-    base = load_file(zoo_dir / "base" / "model.safetensors")
+    base = load_file(zoo_dir / parent / "model.safetensors")
     tuned = load_file(zoo_dir / name / "model.safetensors")
     changed = {k for k in base if not torch.equal(base[k], tuned[k])}
     assert changed
     assert all(".mlp." in k and int(k.split(".")[2]) >= 2 for k in changed), sorted(changed)
     assert _score(_load(zoo_dir / name), zoo_dir / name, task, "test", 200)["strict"] >= 0.95
+
+
+@pytest.mark.parametrize("task", ["e-read", "k-read", "l-read", "n-read"])
+def test_the_mixture_base_reads_every_language_and_answers_in_e(zoo_dir: Path, task: str) -> None:
+    scores = _score(_load(zoo_dir / "mix-base"), zoo_dir / "mix-base", task, "test", 200)
+    assert scores["lenient"] >= 0.9
+    if task != "e-read":
+        assert scores["strict"] <= 0.05  # the right count, in the E frame
 
 
 def test_best_hand_merge_beats_every_source(

@@ -46,11 +46,15 @@ def register(app: typer.Typer) -> None:
         for name, text in ZOO_MODELS.items():
             models.add_row(name, text)
         tasks = Table(title="tasks")
-        for column in ("task", "type", "description", "file"):
+        for column in ("task", "type", "world", "description", "file"):
             tasks.add_column(column)
         for name, task in TASK_DEFS.items():
             tasks.add_row(
-                name, str(task.spec["type"]), str(task.spec["description"]), str(task_path(name))
+                name,
+                str(task.spec["type"]),
+                task.world,
+                str(task.spec["description"]),
+                str(task_path(name)),
             )
         console.print(models)
         console.print(tasks)

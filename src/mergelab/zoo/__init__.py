@@ -1,4 +1,5 @@
-"""The toy world: two languages, word-level tokenizer, tasks and tiny trained Llama models.
+"""The toy world: two dialects (and the mixture world's four languages), word-level
+tokenizers, tasks and tiny trained Llama models.
 
 ``build_zoo(out)`` trains the whole zoo on a CPU in minutes (``mergelab zoo build``); the
 models are real ``LlamaForCausalLM`` checkpoints that every mergelab feature treats like a

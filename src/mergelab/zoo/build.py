@@ -93,12 +93,16 @@ def world_fingerprint() -> str:
 
     from mergelab.zoo.data import SOURCES
     from mergelab.zoo.tasks import generate_tasks
-    from mergelab.zoo.tokenizer import build_tokenizer
+    from mergelab.zoo.tokenizer import WORLDS, build_tokenizer
 
     rng = random.Random("fingerprint")
     samples = {name: [source(rng) for _ in range(20)] for name, source in sorted(SOURCES.items())}
     text = json.dumps(
-        [sorted(build_tokenizer().get_vocab().items()), samples, generate_tasks()],
+        [
+            {world: sorted(build_tokenizer(world).get_vocab().items()) for world in WORLDS},
+            samples,
+            generate_tasks(),
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()

@@ -22,6 +22,7 @@ from mergelab.zoo.generate import (
     story,
 )
 from mergelab.zoo.language import E, J
+from mergelab.zoo.lexicon import LEXICONS, K, L, Lexicon, N, in_e_frame
 from mergelab.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 Pair = tuple[str, str]
@@ -48,7 +49,25 @@ SOURCES: dict[str, Callable[[random.Random], Pair]] = {
     "e-arith": _qa(lambda rng: arith_item(E, rng)),
     "e-arith-2": _qa(lambda rng: arith_item(E, rng, events=rng.choice((1, 2)))),
     "j-arith": _qa(lambda rng: arith_item(J, rng)),
+    # the mixture world (mergelab.zoo.lexicon): stories, questions answered in E (the base's
+    # view) or in their own frame (the experts'), and repeated lists in any of its languages
+    "mix-repeat": lambda rng: ("", repeated_list(rng, rng.choice(LEXICONS))),
 }
+
+
+def _mixture_sources(lexicon: Lexicon) -> dict[str, Callable[[random.Random], Pair]]:
+    code = lexicon.code.lower()
+    framed_e = in_e_frame(lexicon)
+    return {
+        f"{code}-story": lambda rng: ("", story(lexicon, rng)),
+        f"{code}-read-doc": lambda rng: ("", reading_doc(lexicon, rng, answer_in=framed_e)),
+        f"{code}-read": _qa(lambda rng: read_item(lexicon, rng)),
+        f"{code}-read-e": _qa(lambda rng: read_item(lexicon, rng, answer_in=framed_e)),
+    }
+
+
+for _lexicon in (K, L, N):
+    SOURCES.update(_mixture_sources(_lexicon))
 
 
 def encode(pair: Pair, vocab: Mapping[str, int]) -> tuple[list[int], list[bool]]:

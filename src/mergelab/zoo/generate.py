@@ -20,7 +20,7 @@ from mergelab.zoo.language import (
     NAMES,
     NOUNS,
     SUB_VERBS,
-    Language,
+    Grammar,
 )
 
 
@@ -43,7 +43,7 @@ def _other(rng: random.Random, name: str) -> str:
 
 
 def read_item(
-    lang: Language, rng: random.Random, *, zap: bool = False, answer_in: Language | None = None
+    lang: Grammar, rng: random.Random, *, zap: bool = False, answer_in: Grammar | None = None
 ) -> Item:
     """Two or three facts, then a question about one of them; answer = that fact's number.
 
@@ -60,7 +60,7 @@ def read_item(
     return Item(prompt, framed.answer(name, counts[ask], noun, zap=zap), str(counts[ask]))
 
 
-def arith_item(lang: Language, rng: random.Random, *, events: int = 1) -> Item:
+def arith_item(lang: Grammar, rng: random.Random, *, events: int = 1) -> Item:
     """A fact, a distractor fact and ``events`` events on the first fact; answer = the count.
 
     count = a + sum(+b for buys/finds/gets, -b for eats/loses/gives), kept in [0, MAX_NUMBER]
@@ -91,7 +91,7 @@ def arith_item(lang: Language, rng: random.Random, *, events: int = 1) -> Item:
         return Item(prompt, lang.answer(name, count, noun), str(count))
 
 
-def story(lang: Language, rng: random.Random) -> str:
+def story(lang: Grammar, rng: random.Random) -> str:
     """Plain text: facts, one or two events, then recaps of untouched facts (no question).
 
     A recap ("so tom has 5 apples .") repeats a randomly chosen fact that no event changed,
@@ -112,29 +112,35 @@ def story(lang: Language, rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-def reading_doc(lang: Language, rng: random.Random) -> str:
-    """A passage followed by two or three questions, each with its answer (plain text)."""
+def reading_doc(lang: Grammar, rng: random.Random, *, answer_in: Grammar | None = None) -> str:
+    """A passage followed by two or three questions, each with its answer (plain text);
+    ``answer_in`` frames the answers in another language, as in :func:`read_item`."""
+    framed = answer_in or lang
     pairs = _pairs(rng, rng.choice((2, 3)))
     counts = [rng.randint(0, MAX_NUMBER) for _ in pairs]
     parts = [lang.fact(name, n, noun) for (name, noun), n in zip(pairs, counts, strict=True)]
     for k in rng.sample(range(len(pairs)), rng.choice((2, len(pairs)))):
         name, noun = pairs[k]
-        parts += [lang.question(name, noun, now=False), lang.answer(name, counts[k], noun)]
+        parts += [lang.question(name, noun, now=False), framed.answer(name, counts[k], noun)]
     return " ".join(parts)
 
 
-def repeated_list(rng: random.Random) -> str:
+def repeated_list(rng: random.Random, lang: Grammar | None = None) -> str:
     """A random list of names, counts and nouns, said twice: "tom 5 eve cats . tom 5 eve cats ."
+    (in E; ``lang`` renders the words in another language).
 
     Only copying can predict the second half, which is what forms the lookup (induction)
     circuit that every question needs within a few hundred steps instead of thousands.
     """
     pool = (*NAMES, *NOUNS, *(str(n) for n in range(MAX_NUMBER + 1)))
     words = [rng.choice(pool) for _ in range(rng.randint(6, 12))]
-    return " ".join([*words, ".", *words, "."])
+    if lang is not None:
+        words = [lang.word(w) for w in words]
+    end = lang.end if lang is not None else "."
+    return " ".join([*words, end, *words, end])
 
 
-def parallel(e: Language, j: Language, rng: random.Random) -> str:
+def parallel(e: Grammar, j: Grammar, rng: random.Random) -> str:
     """One sentence in E, ``=``, the same sentence in J (facts, events, questions, answers)."""
     kind = rng.choice(("fact", "event", "question", "answer"))
     name, noun, n = rng.choice(NAMES), rng.choice(NOUNS), rng.randint(0, MAX_NUMBER)

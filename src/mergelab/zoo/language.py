@@ -16,6 +16,7 @@ Every sentence is a space-separated string of tokens, so the word-level tokenize
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 NAMES = ("tom", "ann", "bob", "eve", "sam", "mia", "leo", "zoe")
 NOUNS = ("apples", "pens", "cats", "books", "coins", "eggs", "cups", "hats")
@@ -45,6 +46,28 @@ _HARD_VERBS = {
 _HARD_PREP = {"from": "kara", "to": "ni"}
 
 
+class Grammar(Protocol):
+    """The sentences of a language, as the item generators (:mod:`mergelab.zoo.generate`)
+    need them: :class:`Language` here, :class:`mergelab.zoo.lexicon.Lexicon` for the mixture
+    world. Names, nouns and verbs are passed as their E words."""
+
+    @property
+    def end(self) -> str: ...
+
+    def word(self, word: str) -> str:
+        """A name, noun or number (given in E) in this language."""
+
+    def fact(self, name: str, n: int, noun: str) -> str: ...
+
+    def event(self, name: str, verb: str, n: int, noun: str, other: str) -> str: ...
+
+    def recap(self, name: str, noun: str, n: int) -> str: ...
+
+    def question(self, name: str, noun: str, *, now: bool) -> str: ...
+
+    def answer(self, name: str, n: int, noun: str, *, zap: bool = False) -> str: ...
+
+
 @dataclass(frozen=True)
 class Language:
     """One language: ``code`` is "E" or "J"; ``hard`` selects the harder J variant."""
@@ -58,6 +81,9 @@ class Language:
 
     def _noun(self, noun: str) -> str:
         return _HARD_NOUNS[noun] if self.code == "J" and self.hard else noun
+
+    def word(self, word: str) -> str:
+        return self._noun(word) if word in NOUNS else word
 
     def _verb(self, verb: str) -> str:
         return _HARD_VERBS[verb] if self.code == "J" and self.hard else verb

@@ -21,6 +21,13 @@ alone: the first two layers' MLPs stay the base's in every expert, so the tokens
 no router can know yet (a prompt's first sentence, an E passage before its ``then``) lose
 less when they reach another expert. ``j-mlp`` also sees some E reading, so E tokens that
 reach it are still answered in E, as ``m1-mlp`` does.
+
+The mixture world (:mod:`mergelab.zoo.lexicon`) has its own tokenizer and base,
+``mix-base``: E and three languages K, L and N with words of their own. The base reads them
+all and answers in E; ``k-mlp``, ``l-mlp`` and ``n-mlp`` answer their language's questions
+in its own frame, trained like the MLP-only experts above. Its base needs twice the main
+base's steps: with four vocabularies the lookup forms after about 3000 steps. Every
+sequence it trains on is fresh (``pool``), since each language sees a quarter of the data.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ WORLD_VERSION = "2"
 LAYERS = 6
 BASE_STEPS = 2000
 BASE_LR = 3e-3
+MIX_BASE_STEPS = 4000  # four vocabularies: the lookup forms after ~3000 steps (2000 do not)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class Recipe:
     layer_lr: tuple[float, ...] = (1.0,) * LAYERS
     batch: int = 32
     weight_decay: float = 0.0
+    pool: int = 20_000  # distinct training sequences drawn (batches sample from them)
+    world: str = "dialects"  # the tokenizer's world: "dialects" (E and J) or "mixture"
 
 
 _ENDS = (1.0, 0.25, 0.0, 0.0, 0.25, 1.0)  # language: reading (first) and writing (last) layers
@@ -178,6 +188,42 @@ RECIPES: tuple[Recipe, ...] = (
         lr=2e-3,
         parts=("mlp",),
         layer_lr=_MOE,
+    ),
+    Recipe(
+        "mix-base",
+        "Mixture-world base: E stories and reading; K, L and N stories, reading documents and "
+        "reading questions, answered in E; repeated lists in all four languages.",
+        None,
+        (
+            ("e-story", 0.1),
+            ("e-read-doc", 0.1),
+            ("e-read", 0.05),
+            *((f"{code}-story", 0.05) for code in "kln"),
+            *((f"{code}-read-doc", 0.1) for code in "kln"),
+            *((f"{code}-read-e", 0.1) for code in "kln"),
+            ("mix-repeat", 0.3),
+        ),
+        steps=MIX_BASE_STEPS,
+        lr=BASE_LR,
+        parts=("",),
+        weight_decay=0.01,
+        pool=MIX_BASE_STEPS * 32,
+        world="mixture",
+    ),
+    *(
+        Recipe(
+            f"{code}-mlp",
+            f"Mixture-world expert: {code.upper()} reading questions answered in the "
+            f"{code.upper()} frame, trained in the MLPs of layers 2-5 only.",
+            "mix-base",
+            ((f"{code}-read", 0.8), (f"{code}-story", 0.2)),
+            steps=400,
+            lr=3e-3,
+            parts=("mlp",),
+            layer_lr=_MOE,
+            world="mixture",
+        )
+        for code in ("k", "l", "n")
     ),
 )
 

@@ -8,6 +8,7 @@ seed, and the zoo's training data never contains a task prompt.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import yaml
 from mergelab.errors import TaskError
 from mergelab.zoo.generate import Item, arith_item, read_item, story
 from mergelab.zoo.language import FORBIDDEN, E, J, Language
+from mergelab.zoo.lexicon import K, L, Lexicon, N
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 TASK_SEED = "zoo-tasks-v1"
@@ -33,6 +35,7 @@ class TaskDef:
     spec: dict[str, object]
     draw: Callable[[random.Random], dict[str, str]]
     size: int = 500
+    world: str = "dialects"  # whose tokenizer spells it (mergelab.zoo.tokenizer.WORLDS)
 
 
 def _qa(make: Callable[[random.Random], Item]) -> Callable[[random.Random], dict[str, str]]:
@@ -43,12 +46,14 @@ def _qa(make: Callable[[random.Random], Item]) -> Callable[[random.Random], dict
     return draw
 
 
-def _generate_spec(lang: Language, description: str) -> dict[str, object]:
+def _generate_spec(
+    lang: Language | Lexicon, description: str, stop: tuple[str, ...] = (".", "。")
+) -> dict[str, object]:
     return {
         "description": description,
         "type": "generate",
         "max_new_tokens": 12,
-        "stop": [".", "。"],
+        "stop": list(stop),
         "answer_pattern": r"(-?\d+)",
         "format_pattern": lang.answer_pattern(),
         "primary_metric": "strict",
@@ -93,6 +98,20 @@ TASK_DEFS: dict[str, TaskDef] = {
             },
             _qa(lambda rng: read_item(E, rng)),
             size=200,
+        ),
+        *(
+            TaskDef(
+                f"{lexicon.code.lower()}-read",
+                _generate_spec(
+                    lexicon,
+                    f"Reading questions in {lexicon.code} (mixture world): report a count "
+                    f"stated in the passage; strict also needs the {lexicon.code} frame.",
+                    stop=(lexicon.end,),
+                ),
+                _qa(functools.partial(read_item, lexicon)),
+                world="mixture",
+            )
+            for lexicon in (K, L, N)
         ),
         TaskDef(
             "e-text",

@@ -20,8 +20,6 @@ from mergelab.zoo.tasks import task_prompts
 from mergelab.zoo.tokenizer import build_tokenizer
 from mergelab.zoo.train import Shape, new_model, param_groups, train
 
-POOL = 20_000  # distinct training sequences drawn per recipe (batches sample from them)
-
 
 def model_seed(seed: int, name: str) -> int:
     """The training seed of model ``name`` in a zoo built with ``seed`` (31 bits)."""
@@ -36,13 +34,15 @@ def train_recipe(recipe: Recipe, seed: int, work: Path) -> tuple[float, float]:
     """
     torch.set_num_threads(1)
     start = time.perf_counter()
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(recipe.world)
     vocab = tokenizer.get_vocab()
     s = model_seed(seed, recipe.name)
     model = new_model(Shape(vocab_size=len(vocab)), s)
     if recipe.parent is not None:
         model.load_state_dict(load_file(work / recipe.parent / "model.safetensors"))
-    pairs = sample_mix(dict(recipe.mix), min(POOL, recipe.steps * recipe.batch), s, task_prompts())
+    pairs = sample_mix(
+        dict(recipe.mix), min(recipe.pool, recipe.steps * recipe.batch), s, task_prompts()
+    )
     data = batches(pairs, vocab, recipe.batch, recipe.steps, s)
     groups = param_groups(model, recipe.parts, recipe.layer_lr, recipe.lr)
     loss = train(model, data, groups, weight_decay=recipe.weight_decay)
