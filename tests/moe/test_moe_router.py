@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -93,3 +94,77 @@ def test_noise_scale_adds_noise_to_that_experts_row_only(moe_models: dict[str, P
     torch.testing.assert_close(noisy[:, [0, 2]], clean[:, [0, 2]], atol=0, rtol=0)
     noise = noisy[:, 1] - clean[:, 1]
     assert 0.35 < float(noise.std()) < 0.65  # 64 draws of 0.5 * N(0, 1)
+
+
+def mlp_inputs(model: Any, ids: list[int]) -> list[torch.Tensor]:
+    """What each layer's MLP receives ([T, H] per layer) for one unpadded prompt, caught by
+    pre-hooks on the MLPs: in a Mixtral layer that is the router's input."""
+    caught: list[torch.Tensor] = []
+    hooks = [
+        layer.mlp.register_forward_pre_hook(lambda _m, args: caught.append(args[0][0].double()))
+        for layer in model.model.layers
+    ]
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([ids]))
+    finally:
+        for h in hooks:
+            h.remove()
+    return caught
+
+
+def fit_loss(weight: torch.Tensor, groups: list[tuple[int, bool, torch.Tensor]]) -> torch.Tensor:
+    """The hidden_fit objective, term by term: per expert, the mean -log p_e over its positive
+    tokens and the mean -log(1 - p_e) over its negative ones, averaged over the 3 experts,
+    plus 0.01 ||W||^2."""
+    terms: dict[tuple[int, bool], list[torch.Tensor]] = {}
+    for e, negative, x in groups:
+        p = torch.softmax(x @ weight.T, dim=-1)[:, e]
+        terms.setdefault((e, negative), []).append(-torch.log(1 - p if negative else p))
+    loss = 0.01 * (weight**2).sum()
+    for values in terms.values():
+        loss = loss + torch.cat(values).mean() / 3
+    return loss
+
+
+def test_hidden_fit_is_the_minimiser_of_its_objective(moe_models: dict[str, Path]) -> None:
+    """The objective is strictly convex, so a zero gradient at the returned routers (on
+    router inputs caught independently, prompt by prompt) proves they are its minimiser."""
+    from transformers import LlamaForCausalLM
+
+    routers = routers_for(moe_models, gate_mode="hidden_fit").double()  # [L, E, H]
+    model = LlamaForCausalLM.from_pretrained(str(moe_models["base"])).eval()
+    per_prompt = {
+        (e, negative, prompt): mlp_inputs(model, token_ids(prompt))
+        for e, name in enumerate(("a", "b", "c"))
+        for negative, prompts in ((False, PROMPTS[name]), (True, NEGATIVE.get(name, [])))
+        for prompt in prompts
+    }
+    for layer in range(2):
+        groups = [(e, neg, states[layer][1:]) for (e, neg, _), states in per_prompt.items()]
+        weight = routers[layer].clone().requires_grad_(True)
+        fit_loss(weight, groups).backward()
+        assert weight.grad is not None
+        assert float(weight.grad.norm()) < 1e-4
+        # the loss sees only row differences, so the L2 term makes the rows sum to zero
+        torch.testing.assert_close(
+            routers[layer].sum(dim=0), torch.zeros(32).double(), atol=1e-5, rtol=0
+        )
+
+
+def test_hidden_fit_warns_of_layers_where_prompts_read_alike(moe_models: dict[str, Path]) -> None:
+    from mergelab.moe.router import initial_routers
+
+    same = ["w1 w2 w3", "w4 w5"]
+    config = moe_config(moe_models, gate_mode="hidden_fit")
+    for e, expert in enumerate(config["experts"]):
+        expert["positive_prompts"] = [*same, f"w{10 + e}"]  # one distinct token each
+        expert.pop("negative_prompts", None)
+    plan = plan_moe(config)
+    try:
+        warnings = initial_routers(plan).warnings
+    finally:
+        plan.close()
+    assert len(warnings) == 1
+    assert "fitted router of layer(s) 0" in warnings[0]
+    assert "prompts read alike" in warnings[0]

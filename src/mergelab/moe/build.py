@@ -18,12 +18,12 @@ from mergelab import engine
 from mergelab.checkpoint import TensorInfo
 from mergelab.errors import OutputError
 from mergelab.merge import check_device
-from mergelab.moe.conditioning import condition_number, conditioning_warnings
+from mergelab.moe.conditioning import condition_number
 from mergelab.moe.heldout import held_out_prompts
 from mergelab.moe.output import write_model_card, write_support_files
 from mergelab.moe.plan import MoePlan, MoeSource, plan_moe
 from mergelab.moe.report import RoutingReport, routing_report
-from mergelab.moe.router import router_weights
+from mergelab.moe.router import initial_routers
 from mergelab.output_dir import atomic_output_dir, check_output_location
 from mergelab.plan import TensorJob
 from mergelab.units import parse_size
@@ -75,8 +75,8 @@ def build_moe(
         check_output_location(dest, [c.path for c in plan.checkpoints], overwrite=overwrite)
         held = held_out_prompts(plan.config) if report or report_file is not None else None
         names = [e.source_model for e in plan.config.experts]
-        routers = router_weights(plan, device=device)
-        warnings = conditioning_warnings(list(routers), names)
+        initial = initial_routers(plan, device=device)
+        routers, warnings = initial.weights, initial.warnings
         if held is None:  # a report repeats them in its summary
             for text in warnings:
                 log.warning(text)
@@ -89,7 +89,14 @@ def build_moe(
             _write_weights(plan, jobs, tmp, shard_bytes, options)
             write_support_files(plan, tmp)
             if held is not None:
-                routing = routing_report(tmp, held, names=names, device=device)
+                routing = routing_report(
+                    tmp,
+                    held,
+                    names=names,
+                    device=device,
+                    router_warnings=warnings,
+                    conditioning=plan.config.gate_mode != "hidden_fit",
+                )
                 write_model_card(plan, tmp, routing.summary())
         if routing is not None and report_file is not None:
             _write_report(routing, Path(report_file))

@@ -28,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mergelab.recipe import DType, load_config
 
-GateMode = Literal["hidden", "hidden_avg", "cheap_embed", "random", "uniform_random"]
-PROMPT_MODES: tuple[str, ...] = ("hidden", "hidden_avg", "cheap_embed")
+GateMode = Literal["hidden", "hidden_avg", "hidden_fit", "cheap_embed", "random", "uniform_random"]
+PROMPT_MODES: tuple[str, ...] = ("hidden", "hidden_avg", "hidden_fit", "cheap_embed")
+RUNS_THE_BASE: tuple[str, ...] = ("hidden", "hidden_avg", "hidden_fit")
 
 
 class _Strict(BaseModel):
@@ -91,7 +92,7 @@ class MoeConfig(_Strict):
 
     @property
     def uses_prompts(self) -> bool:
-        """Whether the routers come from prompts (hidden, hidden_avg, cheap_embed)."""
+        """Whether the routers come from prompts (hidden, hidden_avg, hidden_fit, cheap_embed)."""
         return self.gate_mode in PROMPT_MODES
 
     def to_yaml(self) -> str:

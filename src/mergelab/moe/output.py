@@ -83,6 +83,8 @@ _GATE_TEXT = {
     "last token of the expert's prompts, averaged over prompts, minus the same for its negative "
     "prompts, L2-normalised.",
     "hidden_avg": "as `hidden`, with the residual stream averaged over each prompt's tokens.",
+    "hidden_fit": "each layer's router is fitted (logistic regression, mergelab) to send every "
+    "token of an expert's prompts to that expert, from the base model's router inputs.",
     "cheap_embed": "each router row is the normalised sum of the expert's prompt token "
     "embeddings, the same in every layer.",
     "random": "router rows are drawn from N(0, 1); the model needs training.",

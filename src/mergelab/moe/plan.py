@@ -21,7 +21,7 @@ import torch
 from mergelab import arch
 from mergelab.checkpoint import Checkpoint
 from mergelab.errors import PlanError, join_problems
-from mergelab.moe.config import MoeConfig, load_moe_config
+from mergelab.moe.config import RUNS_THE_BASE, MoeConfig, load_moe_config
 from mergelab.moe.family import MLP_PARTS, family_problems, mixtral_config, mlp_name
 from mergelab.moe.layout import OutputTensor, expected_tensors
 from mergelab.moe.stacking import constant, scaled, stack_down, stack_gate_up
@@ -196,7 +196,7 @@ class _Planner:
                     f"{where}: {t.name} is {list(info.shape)} but its config implies "
                     f"{list(t.shape)}; fix the config or the checkpoint"
                 )
-        if self.config.gate_mode in ("hidden", "hidden_avg") and base.lora is not None:
+        if self.config.gate_mode in RUNS_THE_BASE and base.lora is not None:
             self.problems.append(
                 f"{where} carries a LoRA adapter, which gate_mode '{self.config.gate_mode}' "
                 "cannot run; merge the adapter into the model first"

@@ -53,6 +53,7 @@ class RoutingReport:
     condition_numbers: list[float]
     prompts: list[PromptRouting]
     warnings: list[str] = field(default_factory=list)
+    conditioning: bool = True  # False for fitted routers, whose condition number says nothing
 
     @property
     def layers(self) -> int:
@@ -124,12 +125,18 @@ class RoutingReport:
 
     def summary(self) -> list[str]:
         """A few lines for the terminal and the model card."""
-        lines = [f"routing accuracy {_pct(self.accuracy())} over {len(self.prompts)} prompts"]
+        lines = [
+            f"routing accuracy {_pct(self.accuracy())} over {len(self.prompts)} prompts "
+            f"({_pct(self.token_accuracy())} of their tokens)"
+        ]
         for e, name in enumerate(self.experts):
             tag = "" if self.held_out[e] else " (router prompts, not held out)"
             lines.append(f"expert {e} ({name}): {_pct(self.accuracy(e))}{tag}")
-        conds = ", ".join(f"{c:.3g}" for c in self.condition_numbers)
-        lines.append(f"router condition number per layer: {conds} (warned above {COND_LIMIT:g})")
+        if self.conditioning:
+            conds = ", ".join(f"{c:.3g}" for c in self.condition_numbers)
+            lines.append(
+                f"router condition number per layer: {conds} (warned above {COND_LIMIT:g})"
+            )
         return lines + [f"warning: {w}" for w in self.warnings]
 
 
@@ -144,8 +151,14 @@ def routing_report(
     names: Sequence[str] | None = None,
     device: str = "cpu",
     batch_size: int = 16,
+    router_warnings: list[str] | None = None,
+    conditioning: bool = True,
 ) -> RoutingReport:
-    """Route ``prompts[e]`` (expert e's) through the MoE in ``model_dir`` and score it."""
+    """Route ``prompts[e]`` (expert e's) through the MoE in ``model_dir`` and score it.
+
+    ``router_warnings`` (the build's, which knows how the routers were made) replace the
+    conditioning warnings computed from the routers themselves; ``conditioning=False``
+    (fitted routers) leaves the condition numbers out of the summary and the warnings."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(model_dir)
@@ -184,6 +197,7 @@ def routing_report(
         held_out=[g.held_out for g in prompts],
         condition_numbers=[condition_number(r) for r in routers],
         prompts=routed,
+        conditioning=conditioning,
     )
     for e, name in enumerate(labels):
         acc = report.accuracy(e)
@@ -192,7 +206,9 @@ def routing_report(
                 f"expert {e} ({name}) receives only {_pct(acc)} of its prompts; give it more "
                 "distinctive positive_prompts, or negative_prompts for what it should not get"
             )
-    report.warnings = conditioning_warnings(routers, labels) + warnings
+    if router_warnings is None:
+        router_warnings = conditioning_warnings(routers, labels) if conditioning else []
+    report.warnings = router_warnings + warnings
     return report
 
 

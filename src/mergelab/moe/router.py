@@ -12,6 +12,8 @@ behaviour measured on mergekit 0.1.5), per layer l and expert e:
   also sums the bos embedding, which adds the same vector to every expert; it is left out.
 - ``random``: rows ~ N(0, 1); ``uniform_random``: rows ~ U(-1/sqrt(H), 1/sqrt(H)), torch's
   default ``nn.Linear`` initialisation.
+- ``hidden_fit`` (mergelab; not in mergekit): each layer's router fitted as a classifier of
+  the prompts' tokens, :mod:`mergelab.moe.fit`.
 - ``noise_scale`` s: row += s * N(0, I) after the above (spec; mergekit instead adds the
   noise to the expert's MLP weights).
 
@@ -24,13 +26,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from mergelab.engine import tensor_seed
 from mergelab.errors import PlanError
+from mergelab.moe.conditioning import conditioning_warnings
 from mergelab.moe.config import ExpertConfig
+from mergelab.moe.fit import LOW_FIT, fit_router, router_inputs
 from mergelab.moe.hidden import Pool, mean_states
 from mergelab.moe.plan import MoePlan
 from mergelab.moe.prompts import bos_id, encode, pad_id
@@ -42,8 +47,41 @@ EMBED = "model.embed_tokens.weight"
 States = Callable[[list[str] | None], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Routers:
+    """The router matrices ``weights`` [L, E, H] (float32) and what is wrong with them."""
+
+    weights: torch.Tensor
+    warnings: list[str]
+
+
 def router_weights(plan: MoePlan, *, device: str = "cpu", batch_size: int = 16) -> torch.Tensor:
     """The router matrices [L, E, H] (float32) for ``plan``'s gate mode and experts."""
+    return initial_routers(plan, device=device, batch_size=batch_size).weights
+
+
+def initial_routers(plan: MoePlan, *, device: str = "cpu", batch_size: int = 16) -> Routers:
+    """:func:`router_weights` with its warnings: ill-conditioned layers, or for
+    ``hidden_fit`` the layers whose fit misroutes many of the prompts' own tokens."""
+    names = [e.source_model for e in plan.config.experts]
+    if plan.config.gate_mode == "hidden_fit":
+        rows, accuracy = _hidden_fit(plan, device, batch_size)
+        weak = [f"{layer} ({acc:.0%})" for layer, acc in enumerate(accuracy) if acc < LOW_FIT]
+        warnings = (
+            [
+                f"the fitted router of layer(s) {', '.join(weak)} routes under "
+                f"{LOW_FIT:.0%} of the prompts' own tokens to their expert: the experts' "
+                "prompts read alike there; give each expert prompts only its skill sees"
+            ]
+            if weak and len(names) > 1
+            else []
+        )
+        return Routers(_add_noise(plan, rows), warnings)
+    rows = _add_noise(plan, _rows(plan, device, batch_size))
+    return Routers(rows, conditioning_warnings(list(rows), names))
+
+
+def _rows(plan: MoePlan, device: str, batch_size: int) -> torch.Tensor:
     mode = plan.config.gate_mode
     shape = (plan.layers, len(plan.experts), plan.hidden)
     if mode in ("random", "uniform_random"):
@@ -57,7 +95,7 @@ def router_weights(plan: MoePlan, *, device: str = "cpu", batch_size: int = 16) 
         rows = _cheap_embed(plan)
     else:
         rows = _hidden(plan, "last" if mode == "hidden" else "mean", device, batch_size)
-    return _add_noise(plan, rows)
+    return rows
 
 
 def _normalised(v: torch.Tensor) -> torch.Tensor:
@@ -97,13 +135,40 @@ def _cheap_embed(plan: MoePlan) -> torch.Tensor:
     return torch.stack(rows)[None].expand(plan.layers, -1, -1).clone()  # [L, E, H]
 
 
-def _hidden(plan: MoePlan, pool: Pool, device: str, batch_size: int) -> torch.Tensor:
+def _base_model(plan: MoePlan, device: str) -> Any:
     from transformers import AutoModelForCausalLM
 
-    tokenizer = _tokenizer(plan)
     log.info("running the base model %s on the experts' prompts", plan.refs[0])
     model = AutoModelForCausalLM.from_pretrained(str(plan.base.path), dtype="auto")
-    model = model.to(device).eval()  # type: ignore[arg-type]
+    return model.to(device).eval()  # type: ignore[arg-type]
+
+
+def _hidden_fit(plan: MoePlan, device: str, batch_size: int) -> tuple[torch.Tensor, list[float]]:
+    """Per layer: the fitted router [E, H] and its accuracy on the prompts' tokens."""
+    tokenizer = _tokenizer(plan)
+    model = _base_model(plan, device)
+    bos = bos_id(tokenizer, plan.mixtral.bos_token_id)
+    groups = [
+        (e, negative, encode(tokenizer, prompts, bos))
+        for e, expert in enumerate(plan.config.experts)
+        for negative, prompts in ((False, expert.positive_prompts), (True, expert.negative_prompts))
+        if prompts
+    ]
+    states = router_inputs(
+        model,
+        groups,
+        pad_id=pad_id(tokenizer),
+        skip_first=bos is not None,
+        batch_size=batch_size,
+        device=device,
+    )
+    fits = [fit_router(x, states.expert, states.negative, len(plan.experts)) for x in states.x]
+    return torch.stack([w for w, _ in fits]), [acc for _, acc in fits]
+
+
+def _hidden(plan: MoePlan, pool: Pool, device: str, batch_size: int) -> torch.Tensor:
+    tokenizer = _tokenizer(plan)
+    model = _base_model(plan, device)
     bos = bos_id(tokenizer, plan.mixtral.bos_token_id)
     pad = pad_id(tokenizer)
 
