@@ -81,7 +81,7 @@ def test_base_with_attention_bias(moe_models: dict[str, Path], tmp_path: Path) -
 
 
 def test_expert_without_prompts_in_a_prompt_mode(moe_models: dict[str, Path]) -> None:
-    for mode in ("hidden", "hidden_avg", "cheap_embed"):
+    for mode in ("hidden", "hidden_avg", "hidden_fit", "cheap_embed"):
         config = moe_config(moe_models, gate_mode=mode)
         del config["experts"][1]["positive_prompts"]
         refused(config, ConfigError, "experts[1]", "has no positive_prompts", mode)
