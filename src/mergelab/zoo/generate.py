@@ -20,6 +20,7 @@ from mergelab.zoo.language import (
     NAMES,
     NOUNS,
     SUB_VERBS,
+    E,
     Grammar,
 )
 
@@ -125,7 +126,7 @@ def reading_doc(lang: Grammar, rng: random.Random, *, answer_in: Grammar | None 
     return " ".join(parts)
 
 
-def repeated_list(rng: random.Random, lang: Grammar | None = None) -> str:
+def repeated_list(rng: random.Random, lang: Grammar = E) -> str:
     """A random list of names, counts and nouns, said twice: "tom 5 eve cats . tom 5 eve cats ."
     (in E; ``lang`` renders the words in another language).
 
@@ -133,11 +134,8 @@ def repeated_list(rng: random.Random, lang: Grammar | None = None) -> str:
     circuit that every question needs within a few hundred steps instead of thousands.
     """
     pool = (*NAMES, *NOUNS, *(str(n) for n in range(MAX_NUMBER + 1)))
-    words = [rng.choice(pool) for _ in range(rng.randint(6, 12))]
-    if lang is not None:
-        words = [lang.word(w) for w in words]
-    end = lang.end if lang is not None else "."
-    return " ".join([*words, end, *words, end])
+    words = [lang.word(rng.choice(pool)) for _ in range(rng.randint(6, 12))]
+    return " ".join([*words, lang.end, *words, lang.end])
 
 
 def parallel(e: Grammar, j: Grammar, rng: random.Random) -> str:
