@@ -3,6 +3,7 @@ references of the router vectors and of the Mixtral forward pass."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,11 @@ def token_ids(prompt: str) -> list[int]:
     return [WORDS.index("<bos>")] + [WORDS.index(w) for w in prompt.split()]
 
 
-def layer_inputs(model: LlamaForCausalLM, ids: list[int]) -> list[torch.Tensor]:
-    """The residual stream entering each decoder layer ([T, H] each), caught by pre-hooks,
-    for one unpadded prompt."""
+def caught_inputs(
+    model: LlamaForCausalLM, ids: list[int], part: Callable[[Any], torch.nn.Module]
+) -> list[torch.Tensor]:
+    """The hidden states that ``part(layer)`` of each decoder layer receives ([T, H] each),
+    caught by pre-hooks, for one unpadded prompt."""
     caught: list[torch.Tensor] = []
 
     def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -83,7 +86,8 @@ def layer_inputs(model: LlamaForCausalLM, ids: list[int]) -> list[torch.Tensor]:
         caught.append(states[0].detach().clone())
 
     handles = [
-        layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in model.model.layers
+        part(layer).register_forward_pre_hook(hook, with_kwargs=True)
+        for layer in model.model.layers
     ]
     try:
         with torch.no_grad():
@@ -92,6 +96,16 @@ def layer_inputs(model: LlamaForCausalLM, ids: list[int]) -> list[torch.Tensor]:
         for h in handles:
             h.remove()
     return caught
+
+
+def layer_inputs(model: LlamaForCausalLM, ids: list[int]) -> list[torch.Tensor]:
+    """The residual stream entering each decoder layer."""
+    return caught_inputs(model, ids, lambda layer: layer)
+
+
+def mlp_inputs(model: LlamaForCausalLM, ids: list[int]) -> list[torch.Tensor]:
+    """What each layer's MLP receives: in a Mixtral layer, the router's input."""
+    return caught_inputs(model, ids, lambda layer: layer.mlp)
 
 
 def reference_rows(

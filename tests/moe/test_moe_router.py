@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from moe_helpers import NEGATIVE, PROMPTS, moe_config, read_state, reference_rows, token_ids
+from moe_helpers import (
+    NEGATIVE,
+    PROMPTS,
+    mlp_inputs,
+    moe_config,
+    read_state,
+    reference_rows,
+    token_ids,
+)
 from tiny_models import WORDS
 
 from mergelab.moe import plan_moe, router_weights
@@ -96,23 +103,6 @@ def test_noise_scale_adds_noise_to_that_experts_row_only(moe_models: dict[str, P
     assert 0.35 < float(noise.std()) < 0.65  # 64 draws of 0.5 * N(0, 1)
 
 
-def mlp_inputs(model: Any, ids: list[int]) -> list[torch.Tensor]:
-    """What each layer's MLP receives ([T, H] per layer) for one unpadded prompt, caught by
-    pre-hooks on the MLPs: in a Mixtral layer that is the router's input."""
-    caught: list[torch.Tensor] = []
-    hooks = [
-        layer.mlp.register_forward_pre_hook(lambda _m, args: caught.append(args[0][0].double()))
-        for layer in model.model.layers
-    ]
-    try:
-        with torch.no_grad():
-            model(input_ids=torch.tensor([ids]))
-    finally:
-        for h in hooks:
-            h.remove()
-    return caught
-
-
 def fit_loss(weight: torch.Tensor, groups: list[tuple[int, bool, torch.Tensor]]) -> torch.Tensor:
     """The hidden_fit objective, term by term: per expert, the mean -log p_e over its positive
     tokens and the mean -log(1 - p_e) over its negative ones, averaged over the 3 experts,
@@ -135,7 +125,7 @@ def test_hidden_fit_is_the_minimiser_of_its_objective(moe_models: dict[str, Path
     routers = routers_for(moe_models, gate_mode="hidden_fit").double()  # [L, E, H]
     model = LlamaForCausalLM.from_pretrained(str(moe_models["base"])).eval()
     per_prompt = {
-        (e, negative, prompt): mlp_inputs(model, token_ids(prompt))
+        (e, negative, prompt): [s.double() for s in mlp_inputs(model, token_ids(prompt))]
         for e, name in enumerate(("a", "b", "c"))
         for negative, prompts in ((False, PROMPTS[name]), (True, NEGATIVE.get(name, [])))
         for prompt in prompts

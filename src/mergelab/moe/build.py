@@ -95,7 +95,7 @@ def build_moe(
                     names=names,
                     device=device,
                     router_warnings=warnings,
-                    conditioning=plan.config.gate_mode != "hidden_fit",
+                    conditioning=initial.conditioned,
                 )
                 write_model_card(plan, tmp, routing.summary())
         if routing is not None and report_file is not None:

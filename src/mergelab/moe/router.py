@@ -49,10 +49,12 @@ States = Callable[[list[str] | None], torch.Tensor]
 
 @dataclass(frozen=True)
 class Routers:
-    """The router matrices ``weights`` [L, E, H] (float32) and what is wrong with them."""
+    """The router matrices ``weights`` [L, E, H] (float32) and what is wrong with them;
+    ``conditioned``: whether their condition numbers mean anything (not for fitted ones)."""
 
     weights: torch.Tensor
     warnings: list[str]
+    conditioned: bool = True
 
 
 def router_weights(plan: MoePlan, *, device: str = "cpu", batch_size: int = 16) -> torch.Tensor:
@@ -63,7 +65,6 @@ def router_weights(plan: MoePlan, *, device: str = "cpu", batch_size: int = 16) 
 def initial_routers(plan: MoePlan, *, device: str = "cpu", batch_size: int = 16) -> Routers:
     """:func:`router_weights` with its warnings: ill-conditioned layers, or for
     ``hidden_fit`` the layers whose fit misroutes many of the prompts' own tokens."""
-    names = [e.source_model for e in plan.config.experts]
     if plan.config.gate_mode == "hidden_fit":
         rows, accuracy = _hidden_fit(plan, device, batch_size)
         weak = [f"{layer} ({acc:.0%})" for layer, acc in enumerate(accuracy) if acc < LOW_FIT]
@@ -73,11 +74,12 @@ def initial_routers(plan: MoePlan, *, device: str = "cpu", batch_size: int = 16)
                 f"{LOW_FIT:.0%} of the prompts' own tokens to their expert: the experts' "
                 "prompts read alike there; give each expert prompts only its skill sees"
             ]
-            if weak and len(names) > 1
+            if weak
             else []
         )
-        return Routers(_add_noise(plan, rows), warnings)
+        return Routers(_add_noise(plan, rows), warnings, conditioned=False)
     rows = _add_noise(plan, _rows(plan, device, batch_size))
+    names = [e.source_model for e in plan.config.experts]
     return Routers(rows, conditioning_warnings(list(rows), names))
 
 
