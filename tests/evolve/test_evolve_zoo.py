@@ -5,8 +5,9 @@ A short search promises that the evolved J-arith model is at least as good on th
 held-out test split as every source model; the chosen recipe, merged on disk, scores
 exactly the fitness the search recorded; a two-objective search returns a non-dominated
 front with a knee and test scores for every point. The full 300-trial per-layer search beats
-the best hand merge of the demo by 0.05 or more (docs/evolve.md has the measured numbers; how
-far it beats it depends on the zoo the machine trained, see "Toy world and CPU" there).
+the best hand merge of the demo by 0.10 or more, the issue's bar (docs/evolve.md has the
+measured numbers; the hand merges depend on the zoo the machine trained, see "Toy world and
+CPU" there).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def test_two_objectives_give_a_front_with_a_knee(zoo_dir: Path, tmp_path: Path) 
 
 
 def test_per_layer_search_beats_every_hand_merge(zoo_dir: Path, tmp_path: Path) -> None:
-    """J-arith strict on the test split: 0.05 or more above the best demo hand merge, and
+    """J-arith strict on the test split: 0.10 or more above the best demo hand merge, and
     at least twice every source; TIES+DARE per-layer genome, 300 trials, population 8."""
     from mergelab import merge_state_dict
     from mergelab.demo import hand_merges
@@ -87,6 +88,12 @@ def test_per_layer_search_beats_every_hand_merge(zoo_dir: Path, tmp_path: Path) 
     config = {**_config(zoo_dir, [objective], trials=300), "population": 8}
     summary = evolve(config, tmp_path / "run").summary
     evolved = summary["chosen"]["test"]["j-arith/test"]["strict"]
+    # J trains layers 0, 1, 4, 5 and M1, M2 layers 1-4; none trains the embeddings or head
+    untrained = [(m, g) for m in ("j", "m1", "m2") for g in ("embed", "head")]
+    untrained += [("j", "layers.2"), ("j", "layers.3")]
+    untrained += [(m, f"layers.{i}") for m in ("m1", "m2") for i in (0, 5)]
+    expected = {f"{p}[{m}]@{g}" for m, g in untrained for p in ("weight", "density")}
+    assert set(summary["chosen"]["fixed_genes"]) == expected
     model, tokenizer = load_model(zoo_dir / "base")
     test = TaskEvaluator("j-arith", tokenizer, split="test")
     hand = {}
@@ -95,6 +102,6 @@ def test_per_layer_search_beats_every_hand_merge(zoo_dir: Path, tmp_path: Path) 
         hand[name] = test(model)["strict"]
     sources = [m["j-arith/test"]["strict"] for m in summary["sources"].values()]
     print(f"\nevolved {evolved}; hand merges {hand}")
-    assert evolved >= max(hand.values()) + 0.05, (evolved, hand)
+    assert evolved >= max(hand.values()) + 0.10, (evolved, hand)
     assert evolved >= 2 * max(sources), (evolved, sources)
     assert evolved > max(sources), (evolved, sources)

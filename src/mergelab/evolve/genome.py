@@ -11,11 +11,18 @@ decodes to a standard mergelab recipe: each evolved parameter becomes a list of
 ``mergelab merge`` on the written recipe rebuilds the very model a trial evaluated.
 Deviation: values are rounded to 6 decimals so recipes stay readable; the rounding is part of
 the fitness function, so the search sees exactly what it evaluates.
+
+Genes that cannot change the merged model do not evolve (an addition of ours): where a
+source's tensors all equal the base's in a group (a fine-tune that left those layers alone),
+the task-arithmetic family ignores that source's inert parameters there
+(:meth:`~mergelab.methods.MergeMethod.inert_for_base_copies`), and a group that no source
+changed merges to the base whatever its genes. Such genes stay at the midpoint in the
+recipe; the search explores only the others, which is what a budget of trials buys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,7 @@ class Gene:
     model: int | None
     low: float
     high: float
+    evolves: bool = True
 
     def value(self, x: float) -> float:
         x = min(1.0, max(0.0, float(x)))
@@ -56,24 +64,45 @@ def model_labels(refs: Sequence[str]) -> list[str]:
 class Genome:
     """The genes of a config over ``groups`` and how they decode into a recipe."""
 
-    def __init__(self, config: EvolveConfig, groups: Sequence[Group]) -> None:
+    def __init__(
+        self,
+        config: EvolveConfig,
+        groups: Sequence[Group],
+        base_copies: Collection[tuple[int, int]] = (),
+    ) -> None:
+        """``base_copies``: the (source, group) pairs whose tensors all equal the base's."""
         self.config = config
         self.groups = list(groups)
         method = get_method(config.ps_method)
+        inert = method.inert_for_base_copies(config.parameters)
+        copies = set(base_copies)
+        sources = range(len(config.models))
+        untouched = {g for g in range(len(self.groups)) if all((m, g) in copies for m in sources)}
         labels = model_labels(config.models)
         genes: list[Gene] = []
         for g, group in enumerate(self.groups):
             where = "" if config.ps_genome.granularity == "global" else f"@{group.label}"
+            fixed_group = method.consensus is not None and g in untouched
             for param, (low, high) in config.ps_genome.parameters.items():
                 spec = method.param(param)
                 if spec is not None and spec.per_model:
                     genes += [
-                        Gene(f"{param}[{label}]{where}", param, g, m, low, high)
+                        Gene(
+                            f"{param}[{label}]{where}",
+                            param,
+                            g,
+                            m,
+                            low,
+                            high,
+                            evolves=not (fixed_group or (param in inert and (m, g) in copies)),
+                        )
                         for m, label in enumerate(labels)
                     ]
                 else:
-                    genes.append(Gene(f"{param}{where}", param, g, None, low, high))
+                    name = f"{param}{where}"
+                    genes.append(Gene(name, param, g, None, low, high, evolves=not fixed_group))
         self.genes = genes
+        self.evolved = [g for g in genes if g.evolves]
         self._by_slot = {(g.param, g.model, g.group): g for g in genes}
 
     def gene(self, param: str, model: int | None, group: int) -> Gene:
@@ -81,12 +110,12 @@ class Genome:
         return self._by_slot[(param, model, group)]
 
     def distributions(self) -> dict[str, BaseDistribution]:
-        """Every gene as a float in [0, 1]."""
-        return {gene.name: FloatDistribution(0.0, 1.0) for gene in self.genes}
+        """Every evolved gene as a float in [0, 1]."""
+        return {gene.name: FloatDistribution(0.0, 1.0) for gene in self.evolved}
 
     def midpoint(self) -> dict[str, float]:
         """The centre of the normalised box, the paper's CMA-ES mean."""
-        return {gene.name: 0.5 for gene in self.genes}
+        return {gene.name: 0.5 for gene in self.evolved}
 
     def source_point(self, model: int) -> dict[str, float] | None:
         """Genes that rebuild source ``model`` alone: its weight 1, the others' 0, density 1.
@@ -98,7 +127,7 @@ class Genome:
         if not any(g.param == "weight" and g.model is not None for g in self.genes):
             return None
         point = {}
-        for gene in self.genes:
+        for gene in self.evolved:
             if gene.param == "weight" and gene.model is not None:
                 target = 1.0 if gene.model == model else 0.0
             elif gene.param == "density":
@@ -114,16 +143,20 @@ class Genome:
     def spread(self) -> dict[str, float]:
         """Distinct genes near the midpoint, ``0.5 + 0.01 (k + 1) / (n + 1)``: a probe on
         which every gene is told apart, as valid as the midpoint for constrained methods."""
-        n = len(self.genes)
-        return {gene.name: 0.5 + 0.01 * (k + 1) / (n + 1) for k, gene in enumerate(self.genes)}
+        n = len(self.evolved)
+        return {gene.name: 0.5 + 0.01 * (k + 1) / (n + 1) for k, gene in enumerate(self.evolved)}
 
     def values(self, params: Mapping[str, Any]) -> dict[str, float]:
-        """Each gene's decoded value, by gene name (every gene must be in ``params``)."""
-        return {gene.name: gene.value(float(params[gene.name])) for gene in self.genes}
+        """Each gene's decoded value, by gene name (every evolved gene must be in ``params``;
+        the others decode their midpoint)."""
+        return {
+            gene.name: gene.value(float(params[gene.name]) if gene.evolves else 0.5)
+            for gene in self.genes
+        }
 
     def decode(self, params: Mapping[str, Any]) -> Candidate:
-        """The candidate for a trial's genes (every gene must be present)."""
-        genes = {gene.name: float(params[gene.name]) for gene in self.genes}
+        """The candidate for a trial's genes (every evolved gene must be present)."""
+        genes = {gene.name: float(params[gene.name]) for gene in self.evolved}
         values = self.values(genes)
         return Candidate(genes, self.recipe(values), self.table(values))
 

@@ -10,12 +10,14 @@ starts from every source's trade-off).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from optuna.distributions import BaseDistribution
 
+from mergelab.evolve.base_copies import base_copies
 from mergelab.evolve.config import EvolveConfig
 from mergelab.evolve.genome import Genome
 from mergelab.evolve.groups import Group, layer_groups
@@ -24,6 +26,8 @@ from mergelab.evolve.plots import plot_genome
 from mergelab.evolve.space import Candidate, LiveModel
 from mergelab.merge import merge, plan_merge
 from mergelab.recipe import Recipe
+
+log = logging.getLogger(__name__)
 
 
 def probe_recipe(config: EvolveConfig) -> Recipe:
@@ -38,11 +42,20 @@ class ParameterSpace:
     def __init__(self, config: EvolveConfig) -> None:
         plan = plan_merge(probe_recipe(config))
         try:
-            names = [job.name for job in plan.jobs]
+            groups = layer_groups([job.name for job in plan.jobs], config.ps_genome.group_size)
+            copies = base_copies(plan, groups, config.models)
         finally:
             plan.close()
         self.config = config
-        self.genome = Genome(config, layer_groups(names, config.ps_genome.group_size))
+        self.genome = Genome(config, groups, copies)
+        fixed = len(self.genome.genes) - len(self.genome.evolved)
+        if fixed:
+            log.info(
+                "%d of %d genes evolve; %d stay fixed: their sources equal the base there",
+                len(self.genome.evolved),
+                len(self.genome.genes),
+                fixed,
+            )
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return self.genome.distributions()
@@ -76,5 +89,7 @@ class ParameterSpace:
             plot_genome(candidate.table, folder / "genome.png", f"evolved values ({label})")
 
     def describe(self, candidate: Candidate, live: LiveModel) -> dict[str, Any]:
-        """Nothing beyond the recipe: it is the model, tensor for tensor."""
-        return {}
+        """The genes that did not evolve (``fixed_genes``, when any): the recipe is the model,
+        tensor for tensor, and their midpoint values in it change nothing."""
+        fixed = [g.name for g in self.genome.genes if not g.evolves]
+        return {"fixed_genes": fixed} if fixed else {}

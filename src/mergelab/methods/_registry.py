@@ -17,6 +17,9 @@ A method function has the signature::
 - A method whose parameters constrain each other declares ``validate``: it receives the
   resolved keyword arguments of one tensor and returns the problems, so the planner reports
   them before any tensor is read.
+- A member of the task-arithmetic family (``_task_arithmetic``) declares its ``consensus``,
+  ``"sign"`` or ``"sum"``: it then promises that a model whose tensor equals the base's adds
+  nothing, so :meth:`MergeMethod.inert_for_base_copies` can name the parameters it ignores.
 - A method whose every output entry depends only on the same entry of its inputs declares
   ``elementwise=True``; the engine may then run it block by block over a large tensor.
 - A method that needs whole-tensor statistics (norms, top-k thresholds) but can gather them
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import keyword
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +41,7 @@ import torch
 from mergelab.methods._blocks import BlockMerge, merge_in_blocks
 
 BaseUse = Literal["required", "optional", "ignored", "none"]
+Consensus = Literal["sign", "sum"]
 ParamKind = Literal["float", "int", "bool", "str", "bool_or_str"]
 
 
@@ -95,9 +99,28 @@ class MergeMethod:
     validate: Validator | None = None
     elementwise: bool = False
     blockwise: BlockFactory | None = None
+    consensus: Consensus | None = None
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
+
+    def inert_for_base_copies(self, params: Mapping[str, Any]) -> frozenset[str]:
+        """Per-model parameters that do not change a tensor's result for a model whose tensor
+        equals the base's, given the recipe's global ``params`` (defaults fill the rest).
+
+        In the task-arithmetic family such a model's task vector is zero: sparsified, scaled
+        and summed it stays zero, and a zero entry never agrees with an elected sign, so
+        only the ``sum`` consensus with ``normalize`` still counts its weight (in the
+        divisor). Empty for every other method.
+        """
+        if self.consensus is None:
+            return frozenset()
+        inert = {p.name for p in self.params if p.per_model}
+        spec = self.param("normalize")
+        normalize = params.get("normalize", spec.default if spec is not None else False)
+        if self.consensus == "sum" and normalize:
+            inert.discard("weight")
+        return frozenset(inert)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -120,6 +143,7 @@ def merge_method(
     validate: Validator | None = None,
     elementwise: bool = False,
     blockwise: BlockFactory | None = None,
+    consensus: Consensus | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn`` as merge method ``name`` (see the module docstring for the contract)."""
 
@@ -139,6 +163,7 @@ def merge_method(
             validate=validate,
             elementwise=elementwise,
             blockwise=blockwise,
+            consensus=consensus,
         )
         return fn
 

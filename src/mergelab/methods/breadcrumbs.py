@@ -24,6 +24,7 @@ from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
     params=task_params(normalize=False, rescale=False, gamma=True),
     summary="drop the largest (gamma) and smallest task-vector entries, add the rest",
     paper="https://arxiv.org/abs/2312.06795",
+    consensus="sum",
 )
 def breadcrumbs(
     shape: tuple[int, ...],

@@ -23,6 +23,7 @@ from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
     params=task_params(normalize=False, rescale=False, gamma=True),
     summary="breadcrumbs sparsification followed by TIES sign election",
     paper="https://arxiv.org/abs/2312.06795",
+    consensus="sign",
 )
 def breadcrumbs_ties(
     shape: tuple[int, ...],

@@ -22,6 +22,7 @@ from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
     summary="drop task-vector entries at random (DARE), rescale, add them to the base",
     paper="https://arxiv.org/abs/2311.03099",
     randomized=True,
+    consensus="sum",
 )
 def dare_linear(
     shape: tuple[int, ...],

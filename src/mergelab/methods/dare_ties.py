@@ -23,6 +23,7 @@ from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
     summary="drop task-vector entries at random (DARE), rescale, merge with TIES sign election",
     paper="https://arxiv.org/abs/2311.03099",
     randomized=True,
+    consensus="sign",
 )
 def dare_ties(
     shape: tuple[int, ...],

@@ -26,6 +26,7 @@ from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
     paper="https://arxiv.org/abs/2406.11617",
     randomized=True,
     validate=della_problems,
+    consensus="sign",
 )
 def della(
     shape: tuple[int, ...],

@@ -22,6 +22,7 @@ from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
     paper="https://arxiv.org/abs/2406.11617",
     randomized=True,
     validate=della_problems,
+    consensus="sum",
 )
 def della_linear(
     shape: tuple[int, ...],

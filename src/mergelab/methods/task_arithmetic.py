@@ -21,6 +21,7 @@ from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
     params=task_params(normalize=False, rescale=False, sparsified=False),
     summary="add weighted task vectors (model - base) to the base",
     paper="https://arxiv.org/abs/2212.04089",
+    consensus="sum",
 )
 def task_arithmetic(
     shape: tuple[int, ...],

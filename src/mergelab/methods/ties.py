@@ -24,6 +24,7 @@ from mergelab.methods._task_arithmetic import TaskVectorMerge, task_params
     params=task_params(normalize=True, rescale=False),
     summary="trim task vectors by magnitude, elect signs by mass, average the agreeing ones",
     paper="https://arxiv.org/abs/2306.01708",
+    consensus="sign",
 )
 def ties(
     shape: tuple[int, ...],
