@@ -3,8 +3,9 @@
 A fine-tune often trains some layers only (frozen embeddings, adapters on a few blocks,
 localised fine-tuning): there its tensors are the base's, bit for bit, and its task vector
 is zero. The genome (:mod:`mergelab.evolve.genome`) stops evolving the genes such a source
-cannot use. Found once per search, by reading each source tensor next to the base's
-(memory-mapped, one tensor at a time); nothing is kept.
+cannot use. Found when the search space is built (in each process that builds it), by
+reading each source tensor next to the base's (memory-mapped, one tensor at a time); nothing
+is kept.
 """
 
 from __future__ import annotations
