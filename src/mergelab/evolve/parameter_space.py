@@ -25,6 +25,7 @@ from mergelab.evolve.live_merge import LiveMerge
 from mergelab.evolve.plots import plot_genome
 from mergelab.evolve.space import Candidate, LiveModel
 from mergelab.merge import merge, plan_merge
+from mergelab.methods import get_method
 from mergelab.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ class ParameterSpace:
         plan = plan_merge(probe_recipe(config))
         try:
             groups = layer_groups([job.name for job in plan.jobs], config.ps_genome.group_size)
-            copies = base_copies(plan, groups, config.models)
+            # only the task-arithmetic family can leave a gene without effect: for any other
+            # method no tensor needs reading here
+            family = get_method(config.ps_method).consensus is not None
+            copies = base_copies(plan, groups, config.models) if family else set()
         finally:
             plan.close()
         self.config = config
