@@ -95,6 +95,10 @@ class EngineOptions:
     prefetch: int = 2
     prefetch_bytes: int = 512 * 2**20
     write_depth: int = 2
+    # jobs handed to the compute threads at once, per thread (running or queued): outputs
+    # are handed on in order, so with one job per thread a long job (an embedding, an MLP
+    # matrix) would leave the other threads idle until it finished
+    compute_queue: int = 8
     show_progress: bool = True
     # read, compute and write every job in the calling thread: for sources already in memory
     # and small tensors, where handing jobs between threads costs more than it overlaps
@@ -178,7 +182,7 @@ def run(
             for job in jobs:
                 tensors = pending_reads.popleft()[0].result()
                 schedule_reads()
-                while len(computing) >= workers:
+                while len(computing) >= workers * options.compute_queue:
                     hand_to_sink()
                 computing.append(
                     (job, compute_pool.submit(_produce, job, tensors, options, reader, rows_sink))
@@ -275,8 +279,8 @@ def _stream_blocks(
     merge = method.blockwise(job.shape, dtype, **_method_kwargs(method, job, keep, options))
     checked: set[int] = set()  # first rows of the blocks whose inputs were checked (once)
 
-    def read(block: Block) -> Blocks:
-        tensors = [reader.upcast(raw[block]) for raw in raws]
+    def read(block: Block, models: bool) -> Blocks:
+        tensors = [reader.upcast(raw[block]) for raw in (raws if models else raws[:has_base])]
         first_row = block.start if isinstance(block, slice) else 0
         if not options.allow_nonfinite and first_row not in checked:
             checked.add(first_row)
