@@ -12,6 +12,10 @@ Blocks are slices of the first dimension holding about :data:`BLOCK_ELEMENTS` en
 every block holds whole rows of the last dimension; a tensor of fewer than two dimensions is
 one block. Within a pass blocks come in flat order, which ordered state (random draws, the
 tie budget of a top-k selection) relies on.
+
+A merge whose last pass already computed what its output needs (the L1 rescale's pass keeps
+the sparsified task vectors of tensors that fit its budget) says so with
+``output_needs_models`` False: the output pass then reads only the base's blocks.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ BLOCK_ELEMENTS = 2**18
 Blocks = tuple[torch.Tensor | None, list[torch.Tensor]]
 # a block: rows of the first dimension, or ``...`` for the whole tensor
 Block = slice | EllipsisType
+# reads a block's inputs; False as the second argument reads the base's block alone
+BlockReader = Callable[[Block, bool], Blocks]
 
 
 class BlockMerge(Protocol):
@@ -41,6 +47,11 @@ class BlockMerge(Protocol):
 
     def end_pass(self, step: int) -> None:
         """Finish pass ``step``: every block has been observed."""
+
+    @property
+    def output_needs_models(self) -> bool:
+        """False when the passes kept what :meth:`output` needs from the models: it then gets
+        an empty list of model blocks."""
 
     def output(self, base: torch.Tensor | None, tensors: list[torch.Tensor]) -> torch.Tensor:
         """The merged block, shaped like the input blocks (blocks come in flat order)."""
@@ -60,7 +71,7 @@ def row_blocks(shape: tuple[int, ...]) -> list[Block]:
 def run_blocks(
     merge: BlockMerge,
     shape: tuple[int, ...],
-    read: Callable[[Block], Blocks],
+    read: BlockReader,
     write: Callable[[Block, torch.Tensor], None],
 ) -> None:
     """Drive ``merge`` over the blocks of ``shape``: ``read`` gives a block's inputs, ``write``
@@ -68,10 +79,11 @@ def run_blocks(
     blocks = row_blocks(shape)
     for step in range(merge.passes):
         for block in blocks:
-            merge.observe(step, *read(block))
+            merge.observe(step, *read(block, True))
         merge.end_pass(step)
+    models = merge.output_needs_models
     for block in blocks:
-        write(block, merge.output(*read(block)))
+        write(block, merge.output(*read(block, models)))
 
 
 def merge_in_blocks(
@@ -80,8 +92,8 @@ def merge_in_blocks(
     """Run ``merge`` over in-memory tensors (views of their blocks, no copies)."""
     out = torch.empty_like(tensors[0])
 
-    def read(block: Block) -> Blocks:
-        return (base[block] if base is not None else None), [t[block] for t in tensors]
+    def read(block: Block, models: bool) -> Blocks:
+        return (base[block] if base is not None else None), [t[block] for t in tensors if models]
 
     def write(block: Block, result: torch.Tensor) -> None:
         out[block] = result

@@ -31,6 +31,7 @@ gives a one-entry row ``p = density`` (mergekit: NaN).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Protocol
 
 import torch
@@ -39,6 +40,8 @@ from mergelab.errors import ConfigError
 from mergelab.methods._draws import keep_mask
 from mergelab.methods._rescale import NORM_EPS, RescaleMode
 from mergelab.methods._select import TopK
+
+HELD_ENTRIES = 2**24  # the L1 rescale keeps the kept blocks of tensors up to this size
 
 
 class Sparsifier(Protocol):
@@ -135,10 +138,11 @@ class Outliers:
 class _Drawn:
     """Ordered random keep masks ``u < p`` from a generator.
 
-    With ``remember`` (set when the L1 rescale keeps the blocks twice: once for the norms,
-    once for the output) the masks of the first traversal are kept, one byte per entry, and
-    :meth:`restart` replays them instead of drawing again: drawing costs more than the rest
-    of a block's arithmetic. Without it, :meth:`restart` rewinds the generator.
+    With ``remember`` (set when the L1 rescale keeps the blocks twice, once for the norms and
+    once for the output, and does not remember the kept blocks themselves) the masks of the
+    first traversal are kept, one byte per entry, and :meth:`restart` replays them instead of
+    drawing again: drawing costs more than the rest of a block's arithmetic. Without it,
+    :meth:`restart` rewinds the generator.
     """
 
     passes = 0
@@ -179,8 +183,10 @@ class _Drawn:
 class Random(_Drawn):
     """Keep each entry independently with probability ``density`` (DARE's drop)."""
 
-    def __init__(self, density: float, rescale: RescaleMode, generator: torch.Generator):
-        super().__init__(generator, remember=rescale == "l1")
+    def __init__(
+        self, density: float, rescale: RescaleMode, generator: torch.Generator, remember: bool
+    ):
+        super().__init__(generator, remember)
         self._density = density
         self._divisor = inverse_density_divisor(density, rescale)
 
@@ -192,12 +198,17 @@ class Della(_Drawn):
     """Keep each entry with a probability that grows with its magnitude rank in its row."""
 
     def __init__(
-        self, density: float, epsilon: float, rescale: RescaleMode, generator: torch.Generator
+        self,
+        density: float,
+        epsilon: float,
+        rescale: RescaleMode,
+        generator: torch.Generator,
+        remember: bool,
     ):
         problem = _della_problem(density, epsilon)
         if problem is not None:
             raise ConfigError(problem)
-        super().__init__(generator, remember=rescale == "l1")
+        super().__init__(generator, remember)
         self._density, self._epsilon = density, epsilon
         self._inverse = rescale == "inverse_density"
 
@@ -219,18 +230,35 @@ class Della(_Drawn):
 
 class L1Rescaled:
     """``inner``'s kept entries scaled by ``|d|_1 / |kept|_1`` over the whole tensor (left as
-    they are when either norm is below 1e-7): one more pass, after ``inner``'s."""
+    they are when either norm is below 1e-7): one more pass, after ``inner``'s.
 
-    def __init__(self, inner: Sparsifier):
+    With ``remember`` the pass also keeps each block's kept entries (the output's blocks
+    before the scale), and :meth:`next_kept` hands them out in order: the output pass then
+    rereads no model. It costs the tensor's size in memory, so it is used for tensors of at
+    most :data:`HELD_ENTRIES` entries.
+    """
+
+    def __init__(self, inner: Sparsifier, remember: bool = False):
         self._inner = inner
         self.passes = inner.passes + 1
         self._before = 0.0  # |d|_1
         self._after = 0.0  # |kept|_1
         self._factor = 1.0
+        self._kept: deque[torch.Tensor] | None = deque() if remember else None
+
+    @property
+    def remembers(self) -> bool:
+        return self._kept is not None
 
     def observe(self, step: int, delta: torch.Tensor) -> None:
         if step < self._inner.passes:
             self._inner.observe(step, delta)
+            return
+        if self._kept is not None:
+            self._before += float(delta.abs().sum())
+            kept = self._inner.keep(delta)
+            self._after += float(kept.abs().sum())
+            self._kept.append(kept)
             return
         # the kept magnitudes are the magnitudes' kept entries (every sparsifier chooses by
         # |d| or at random), so one in-place abs serves both norms; abs().sum() is several
@@ -252,6 +280,11 @@ class L1Rescaled:
     def keep(self, delta: torch.Tensor) -> torch.Tensor:
         return self._inner.keep(delta).mul_(self._factor)
 
+    def next_kept(self) -> torch.Tensor:
+        """The next remembered block's kept entries, rescaled (each block once, in order)."""
+        assert self._kept is not None
+        return self._kept.popleft().mul_(self._factor)
+
 
 class Nothing(Dense):
     """Keeps no entry (DELLA at density <= 0)."""
@@ -270,18 +303,23 @@ def _divide(kept: torch.Tensor, divisor: float) -> torch.Tensor:
     return kept if divisor == 1.0 else kept.div_(divisor)
 
 
-def rescaled(sparsifier: Sparsifier, rescale: RescaleMode) -> Sparsifier:
+def rescaled(sparsifier: Sparsifier, rescale: RescaleMode, numel: int) -> Sparsifier:
     """``sparsifier`` with the L1 rescale when ``rescale`` asks for it (others are built in)."""
     if rescale == "l1" and not isinstance(sparsifier, Dense):
-        return L1Rescaled(sparsifier)
+        return L1Rescaled(sparsifier, remember=holds_kept(numel))
     return sparsifier
+
+
+def holds_kept(numel: int) -> bool:
+    """Whether the L1 rescale keeps a tensor of ``numel`` entries' kept blocks in memory."""
+    return numel <= HELD_ENTRIES
 
 
 def magnitude(numel: int, density: float, rescale: RescaleMode, dtype: torch.dtype) -> Sparsifier:
     """TIES's trim of one task vector of ``numel`` entries."""
     if density >= 1.0:
         return Dense()
-    return rescaled(Magnitude(numel, density, rescale, dtype), rescale)
+    return rescaled(Magnitude(numel, density, rescale, dtype), rescale, numel)
 
 
 def outliers(
@@ -290,25 +328,29 @@ def outliers(
     """Model Breadcrumbs' band of one task vector of ``numel`` entries."""
     if density >= 1.0:
         return Dense()
-    return rescaled(Outliers(numel, density, gamma, rescale, dtype), rescale)
+    return rescaled(Outliers(numel, density, gamma, rescale, dtype), rescale, numel)
 
 
-def random(density: float, rescale: RescaleMode, generator: torch.Generator) -> Sparsifier:
-    """DARE's random drop of one task vector."""
+def random(
+    numel: int, density: float, rescale: RescaleMode, generator: torch.Generator
+) -> Sparsifier:
+    """DARE's random drop of one task vector of ``numel`` entries."""
     if density >= 1.0:
         return Dense()
-    return rescaled(Random(density, rescale, generator), rescale)
+    masks = rescale == "l1" and not holds_kept(numel)  # replayed for the output pass
+    return rescaled(Random(density, rescale, generator, masks), rescale, numel)
 
 
 def della(
-    density: float, epsilon: float, rescale: RescaleMode, generator: torch.Generator
+    numel: int, density: float, epsilon: float, rescale: RescaleMode, generator: torch.Generator
 ) -> Sparsifier:
-    """DELLA's magnitude-ranked random drop of one task vector."""
+    """DELLA's magnitude-ranked random drop of one task vector of ``numel`` entries."""
     if density >= 1.0:
         return Dense()
     if density <= 0.0:
         return Nothing()
-    return rescaled(Della(density, epsilon, rescale, generator), rescale)
+    masks = rescale == "l1" and not holds_kept(numel)
+    return rescaled(Della(density, epsilon, rescale, generator, masks), rescale, numel)
 
 
 def della_problems(params: dict[str, Any]) -> list[str]:

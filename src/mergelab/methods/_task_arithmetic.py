@@ -20,7 +20,7 @@ import torch
 from mergelab.methods._consensus import sign_consensus, sum_consensus
 from mergelab.methods._registry import Param
 from mergelab.methods._rescale import RESCALE_CHOICES, RESCALE_DOC
-from mergelab.methods._sparsify import Sparsifier
+from mergelab.methods._sparsify import L1Rescaled, Sparsifier
 
 
 class TaskVectorMerge:
@@ -43,6 +43,11 @@ class TaskVectorMerge:
         self._normalize = normalize
         self._lambda = lambda_
         self.passes = max((s.passes for s in sparsifiers), default=0)
+        # when every sparsifier keeps its output blocks in its last pass, the output pass
+        # takes them from there and reads no model again
+        held = [s for s in sparsifiers if isinstance(s, L1Rescaled) and s.remembers]
+        self._held = held if sparsifiers and len(held) == len(sparsifiers) else None
+        self.output_needs_models = self._held is None
 
     def observe(self, step: int, base: torch.Tensor | None, tensors: list[torch.Tensor]) -> None:
         assert base is not None
@@ -58,10 +63,14 @@ class TaskVectorMerge:
 
     def output(self, base: torch.Tensor | None, tensors: list[torch.Tensor]) -> torch.Tensor:
         assert base is not None
-        deltas = [
-            sparsifier.keep(x - base).mul_(w)  # x - base is fresh: kept and scaled in place
-            for sparsifier, x, w in zip(self._sparsifiers, tensors, self._weight, strict=True)
-        ]
+        if self._held is None:
+            deltas = [
+                sparsifier.keep(x - base).mul_(w)  # x - base is fresh: kept and scaled in place
+                for sparsifier, x, w in zip(self._sparsifiers, tensors, self._weight, strict=True)
+            ]
+        else:
+            held = zip(self._held, self._weight, strict=True)
+            deltas = [sparsifier.next_kept().mul_(w) for sparsifier, w in held]
         mixed = self._consensus(deltas, self._weight, self._normalize)  # a fresh tensor
         if self._lambda != 1.0:
             mixed.mul_(self._lambda)

@@ -7,6 +7,8 @@ L1 norm; the paper divides the kept entries by ``density``: ``rescale: inverse_d
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mergelab.methods._registry import block_merge_method
@@ -36,9 +38,9 @@ def dare_linear(
     int8_mask: bool = False,
     generators: list[torch.Generator],
 ) -> TaskVectorMerge:
-    mode = rescale_mode(rescale)
+    mode, numel = rescale_mode(rescale), math.prod(shape)
     return TaskVectorMerge(
-        [random(d, mode, g) for d, g in zip(density, generators, strict=True)],
+        [random(numel, d, mode, g) for d, g in zip(density, generators, strict=True)],
         weight=weight,
         sign_election=False,
         normalize=normalize,

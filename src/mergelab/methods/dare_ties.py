@@ -8,6 +8,8 @@ summed (divided by the agreeing weights only with ``normalize``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mergelab.methods._registry import block_merge_method
@@ -37,9 +39,9 @@ def dare_ties(
     int8_mask: bool = False,
     generators: list[torch.Generator],
 ) -> TaskVectorMerge:
-    mode = rescale_mode(rescale)
+    mode, numel = rescale_mode(rescale), math.prod(shape)
     return TaskVectorMerge(
-        [random(d, mode, g) for d, g in zip(density, generators, strict=True)],
+        [random(numel, d, mode, g) for d, g in zip(density, generators, strict=True)],
         weight=weight,
         sign_election=True,
         normalize=normalize,

@@ -9,6 +9,8 @@ paper's ``1 / p`` is ``rescale: inverse_density``. Needs ``0 < density - epsilon
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mergelab.methods._registry import block_merge_method
@@ -41,10 +43,10 @@ def della(
     int8_mask: bool = False,
     generators: list[torch.Generator],
 ) -> TaskVectorMerge:
-    mode = rescale_mode(rescale)
+    mode, numel = rescale_mode(rescale), math.prod(shape)
     return TaskVectorMerge(
         [
-            della_sparsify(d, e, mode, g)
+            della_sparsify(numel, d, e, mode, g)
             for d, e, g in zip(density, epsilon, generators, strict=True)
         ],
         weight=weight,

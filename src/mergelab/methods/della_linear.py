@@ -6,6 +6,8 @@ drop as ``della``; the surviving, rescaled task vectors are weighted and added t
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mergelab.methods._registry import block_merge_method
@@ -37,9 +39,9 @@ def della_linear(
     int8_mask: bool = False,
     generators: list[torch.Generator],
 ) -> TaskVectorMerge:
-    mode = rescale_mode(rescale)
+    mode, numel = rescale_mode(rescale), math.prod(shape)
     return TaskVectorMerge(
-        [della(d, e, mode, g) for d, e, g in zip(density, epsilon, generators, strict=True)],
+        [della(numel, d, e, mode, g) for d, e, g in zip(density, epsilon, generators, strict=True)],
         weight=weight,
         sign_election=False,
         normalize=normalize,

@@ -26,6 +26,7 @@ class Slerp:
     """The block-wise SLERP of one tensor (see :mod:`mergelab.methods._blocks`)."""
 
     passes = 1
+    output_needs_models = True
 
     def __init__(self, t: float) -> None:
         self._t = t
