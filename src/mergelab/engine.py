@@ -62,6 +62,17 @@ class RowSink(Protocol):
     def write_rows(self, name: str, first_row: int, rows: torch.Tensor) -> None: ...
 
 
+class StateDictSource:
+    """A state dict as a :class:`TensorSource` (tensors already in memory)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self._data = tensors
+        self.tensors = {n: TensorInfo(n, tuple(t.shape), t.dtype) for n, t in tensors.items()}
+
+    def read(self, name: str) -> torch.Tensor:
+        return self._data[name]
+
+
 class StateDictSink:
     """Collects the output in memory (tests, small merges)."""
 

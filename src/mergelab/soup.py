@@ -74,17 +74,6 @@ class SoupResult:
         }
 
 
-class _Memory:
-    """A state dict as a :class:`~mergelab.engine.TensorSource`."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
-        self._data = tensors
-        self.tensors = {n: TensorInfo(n, tuple(t.shape), t.dtype) for n, t in tensors.items()}
-
-    def read(self, name: str) -> torch.Tensor:
-        return self._data[name]
-
-
 class _Kitchen:
     """The models' checkpoints, the live model the soups are poured into, and the scorer."""
 
@@ -139,7 +128,7 @@ class _Kitchen:
         """Load ``(S + theta_extra) / (count + 1)`` (or ``S / count``, or one model)."""
         sources: list[engine.TensorSource] = []
         if total is not None:
-            sources.append(_Memory(total))
+            sources.append(engine.StateDictSource(total))
         if extra is not None:
             sources.append(self.ckpts[extra])
         n = count + (extra is not None)
@@ -154,7 +143,7 @@ class _Kitchen:
         sink = engine.StateDictSink()
         sources: list[engine.TensorSource] = [self.ckpts[index]]
         if total is not None:
-            sources.insert(0, _Memory(total))
+            sources.insert(0, engine.StateDictSource(total))
         self._run(sources, lambda ts: sum(ts[1:], ts[0]), sink, torch.float32)
         return sink.tensors
 

@@ -7,19 +7,7 @@ import threading
 import torch
 
 from mergelab import engine
-from mergelab.checkpoint import TensorInfo
 from mergelab.plan import InputRef, TensorJob
-
-
-class _Tensors:
-    """An in-memory tensor source."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
-        self._data = tensors
-        self.tensors = {n: TensorInfo(n, tuple(t.shape), t.dtype) for n, t in tensors.items()}
-
-    def read(self, name: str) -> torch.Tensor:
-        return self._data[name]
 
 
 class _OrderedSink:
@@ -49,7 +37,7 @@ def test_later_jobs_run_while_a_long_first_job_computes_and_outputs_stay_in_orde
     def plain(tensors: list[torch.Tensor]) -> torch.Tensor:
         return tensors[0] + 1
 
-    source = _Tensors({"x": torch.arange(4, dtype=torch.float32)})
+    source = engine.StateDictSource({"x": torch.arange(4, dtype=torch.float32)})
     combines = [long_first, plain, plain, plain, marks_last]
 
     def job(i: int) -> TensorJob:
