@@ -315,6 +315,12 @@ def holds_kept(numel: int) -> bool:
     return numel <= HELD_ENTRIES
 
 
+def _replays_masks(rescale: RescaleMode, numel: int) -> bool:
+    """Whether a random sparsifier keeps its masks for the output pass: the L1 rescale keeps
+    the blocks twice and does not hold the kept blocks themselves."""
+    return rescale == "l1" and not holds_kept(numel)
+
+
 def magnitude(numel: int, density: float, rescale: RescaleMode, dtype: torch.dtype) -> Sparsifier:
     """TIES's trim of one task vector of ``numel`` entries."""
     if density >= 1.0:
@@ -337,7 +343,7 @@ def random(
     """DARE's random drop of one task vector of ``numel`` entries."""
     if density >= 1.0:
         return Dense()
-    masks = rescale == "l1" and not holds_kept(numel)  # replayed for the output pass
+    masks = _replays_masks(rescale, numel)
     return rescaled(Random(density, rescale, generator, masks), rescale, numel)
 
 
@@ -349,7 +355,7 @@ def della(
         return Dense()
     if density <= 0.0:
         return Nothing()
-    masks = rescale == "l1" and not holds_kept(numel)
+    masks = _replays_masks(rescale, numel)
     return rescaled(Della(density, epsilon, rescale, generator, masks), rescale, numel)
 
 
