@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from mergelab.errors import OutputError
 from mergelab.zoo.build import MANIFEST, build_recipes
+from mergelab.zoo.kernels import training_kernels
 from mergelab.zoo.recipes import Recipe
 
 TINY = (
@@ -39,7 +40,8 @@ def test_build_cache_determinism_and_locality(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["zoo"]  # no temporary folder left
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["seed"] == 0
-    assert {k: v["sha256"] for k, v in manifest["models"].items()} == hashes(out)
+    first_hashes = hashes(out)
+    assert {k: v["sha256"] for k, v in manifest["models"].items()} == first_hashes
 
     model = AutoModelForCausalLM.from_pretrained(first.path("a"))
     assert isinstance(model, LlamaForCausalLM)
@@ -75,6 +77,12 @@ def test_build_cache_determinism_and_locality(tmp_path: Path) -> None:
     stale["world"] = "built by other generator code"
     (out / MANIFEST).write_text(json.dumps(stale))
     assert not build_recipes(TINY, out, seed=0, jobs=1, force=False).cached  # stale world
+    assert json.loads((out / MANIFEST).read_text())["kernels"] == training_kernels()
+    stale = json.loads((out / MANIFEST).read_text())
+    stale["kernels"] = "trained with other CPU kernels"
+    (out / MANIFEST).write_text(json.dumps(stale))
+    assert not build_recipes(TINY, out, seed=0, jobs=1, force=False).cached
+    assert hashes(out) == first_hashes  # the same weights again
 
     other = build_recipes(TINY, tmp_path / "other", seed=1, jobs=1, force=False)
     assert hashes(other.root) != hashes(out)  # the seed matters ...

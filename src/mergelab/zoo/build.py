@@ -28,6 +28,7 @@ import torch
 
 from mergelab.errors import OutputError
 from mergelab.progress import Bar, progress
+from mergelab.zoo.kernels import PINNED_KERNELS, pinned_kernels, training_kernels
 from mergelab.zoo.recipes import RECIPES, WORLD_VERSION, Recipe
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def _read_cached(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> ZooManife
         return None
     if data.get("world_version") != WORLD_VERSION or data.get("seed") != seed:
         return None
-    if data.get("world") != world_fingerprint():
+    if data.get("world") != world_fingerprint() or data.get("kernels") != training_kernels():
         return None
     stored = data.get("models", {})
     if sorted(stored) != sorted(r.name for r in recipes):
@@ -153,7 +154,7 @@ def _reusable(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> dict[str, di
         return {}
     if data.get("world_version") != WORLD_VERSION or data.get("seed") != seed:
         return {}
-    if data.get("world") != world_fingerprint():
+    if data.get("world") != world_fingerprint() or data.get("kernels") != training_kernels():
         return {}
     keep: dict[str, dict[str, object]] = {}
     for recipe in recipes:
@@ -174,6 +175,8 @@ def _train_in_worker(recipe: Recipe, seed: int, work: str) -> tuple[float, float
     """Worker entry point: train ``recipe`` into ``work/<name>``; (seconds, loss)."""
     from mergelab.zoo.trainer import train_recipe  # imported in the worker process
 
+    if training_kernels() == PINNED_KERNELS and torch.backends.cpu.get_cpu_capability() != "AVX2":
+        raise RuntimeError("zoo training worker did not start with the pinned AVX2 kernels")
     return train_recipe(recipe, seed, Path(work))
 
 
@@ -185,25 +188,14 @@ def _train_all(
     done: dict[str, tuple[float, float]],
 ) -> dict[str, tuple[float, float]]:
     """Train every recipe not in ``done`` into ``work``, each once its parent is done;
-    ``jobs`` at a time in worker processes, the ready recipe with the most steps first so
-    that a long one does not start last (``jobs == 1``: in turn, in this process)."""
+    ``jobs`` at a time in worker processes started with the pinned kernels, the ready recipe
+    with the most steps first so that a long one does not start last."""
     todo = [r for r in recipes if r.name not in done]
     with progress("building zoo", total=len(todo)) as bar:
-        if jobs == 1:
-            from mergelab.zoo.trainer import train_recipe
-
-            threads = torch.get_num_threads()
-            try:
-                for recipe in todo:
-                    done[recipe.name] = train_recipe(recipe, seed, work)
-                    _report(recipe.name, done[recipe.name], bar)
-            finally:
-                torch.set_num_threads(threads)
-            return done
         pending = todo
         running: dict[Future[tuple[float, float]], str] = {}
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with pinned_kernels(), ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             while pending or running:
                 ready = [r for r in pending if r.parent is None or r.parent in done]
                 for recipe in sorted(ready, key=lambda r: -r.steps * r.batch):  # longest first
@@ -231,7 +223,8 @@ def build_zoo(
     """Build (or reuse) the zoo in ``out``: one Hugging Face model folder per recipe.
 
     A finished zoo with the same seed and recipes is reused unless ``force``. Training runs
-    in ``jobs`` processes; the result depends only on ``seed`` (bit-identical weights).
+    in ``jobs`` processes; the result depends only on ``seed`` (bit-identical weights on
+    every x86-64 CPU with AVX2, see :mod:`mergelab.zoo.kernels`).
     """
     return build_recipes(RECIPES, out, seed=seed, jobs=jobs, force=force)
 
@@ -288,6 +281,7 @@ def _build_unlocked(
         manifest = {
             "world_version": WORLD_VERSION,
             "world": world_fingerprint(),
+            "kernels": training_kernels(),
             "seed": seed,
             "jobs": jobs,
             "seconds": round(seconds, 2),
