@@ -15,25 +15,28 @@ from mergelab.vectors import Term, apply_state_dict
 
 pytestmark = pytest.mark.slow
 
-Score = Callable[[str, dict[str, torch.Tensor] | None], dict[str, float]]
+Score = Callable[..., dict[str, float]]
+NEGATION_SCALES = (0.25, 0.5, 0.75, 1.0)
 
 
 @pytest.fixture(scope="module")
 def score(zoo_dir: Path) -> Score:
-    """score(task, weights or None for the base) -> metrics on the test split."""
+    """score(task, weights or None for the base, split="test") -> metrics on that split."""
     from mergelab.checkpoint import Checkpoint
     from mergelab.eval import TaskEvaluator, load_model
 
     module, tokenizer = load_model(zoo_dir / "base")
     with Checkpoint.open(zoo_dir / "base") as ckpt:
         base = {name: ckpt.read(name).clone() for name in ckpt.tensors}
-    evaluators: dict[str, TaskEvaluator] = {}
+    evaluators: dict[tuple[str, str], TaskEvaluator] = {}
 
-    def run(task: str, weights: dict[str, torch.Tensor] | None) -> dict[str, float]:
-        if task not in evaluators:
-            evaluators[task] = TaskEvaluator(task, tokenizer, split="test")
+    def run(
+        task: str, weights: dict[str, torch.Tensor] | None, split: str = "test"
+    ) -> dict[str, float]:
+        if (task, split) not in evaluators:
+            evaluators[task, split] = TaskEvaluator(task, tokenizer, split=split)
         module.load_state_dict(weights if weights is not None else base)
-        return evaluators[task](module)
+        return evaluators[task, split](module)
 
     return run
 
@@ -47,22 +50,35 @@ def _vectors(zoo: Path, terms: Sequence[tuple[str, float]]) -> dict[str, torch.T
 
 
 def test_negating_the_unwanted_vector_keeps_the_control_skill(zoo_dir: Path, score: Score) -> None:
-    # Ilharco et al.: base - lam * tau_zap; the behaviour stays at (or under) the base's
-    # rate and the control skill (E reading) keeps >= 95% of the base's accuracy
-    base_rate = score("zap", None)["forbidden_rate"]
-    base_control = score("e-read", None)["lenient"]
-    assert score("zap", _model(zoo_dir, "zap"))["forbidden_rate"] > base_rate + 0.5
-    results = {}
-    for lam in (0.25, 0.5):
+    # Ilharco et al.: base - lam * tau_zap, lam the largest of a grid that keeps the control
+    # skill (E reading) at >= 95% of the base's on held-out data (the fitness split); on the
+    # test split the behaviour is then at (or under) the base's rate, the control at >= 95%
+    assert score("zap", _model(zoo_dir, "zap"))["forbidden_rate"] > 0.5
+    split_scores: dict[str, dict[str | float, tuple[float, float]]] = {}
+    for split in ("fitness", "test"):
+        split_scores[split] = {
+            "base": (
+                score("zap", None, split)["forbidden_rate"],
+                score("e-read", None, split)["lenient"],
+            )
+        }
+    for lam in NEGATION_SCALES:
         weights = _vectors(zoo_dir, [("zap", -lam)])
-        results[lam] = (
-            score("zap", weights)["forbidden_rate"],
-            score("e-read", weights)["lenient"],
-        )
-    print(f"\nnegation: base rate {base_rate:.3f}, control {base_control:.3f}; {results}")
-    for rate, control in results.values():
-        assert rate <= base_rate
-        assert control >= 0.95 * base_control
+        for split in ("fitness", "test"):
+            split_scores[split][lam] = (
+                score("zap", weights, split)["forbidden_rate"],
+                score("e-read", weights, split)["lenient"],
+            )
+    fitness = split_scores["fitness"]
+    keeps = [lam for lam in NEGATION_SCALES if fitness[lam][1] >= 0.95 * fitness["base"][1]]
+    print(f"\nnegation (rate, control): {split_scores}; chosen {max(keeps, default=None)}")
+    assert keeps, "no scale keeps the control skill on the fitness split"
+    (rate, control), (base_rate, base_control) = (
+        split_scores["test"][max(keeps)],
+        split_scores["test"]["base"],
+    )
+    assert rate <= base_rate
+    assert control >= 0.95 * base_control
 
 
 def test_adding_j_and_m1_beats_both_on_j_arith(zoo_dir: Path, score: Score) -> None:
