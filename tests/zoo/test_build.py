@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from mergelab.errors import OutputError
-from mergelab.zoo.build import MANIFEST, build_recipes
+from mergelab.zoo.build import MANIFEST, build_recipes, data_fingerprint
+from mergelab.zoo.data import SOURCES
 from mergelab.zoo.kernels import training_kernels
 from mergelab.zoo.recipes import Recipe
 
@@ -74,9 +75,13 @@ def test_build_cache_determinism_and_locality(tmp_path: Path) -> None:
     build_recipes(TINY, out, seed=0, jobs=1, force=False)  # back to the original recipes
 
     stale = json.loads((out / MANIFEST).read_text())
-    stale["world"] = "built by other generator code"
+    stale["models"]["a"]["data"] = "trained on what other generator code made"
     (out / MANIFEST).write_text(json.dumps(stale))
-    assert not build_recipes(TINY, out, seed=0, jobs=1, force=False).cached  # stale world
+    before = {name: (out / name / "model.safetensors").stat().st_mtime_ns for name in hashes(out)}
+    assert not build_recipes(TINY, out, seed=0, jobs=1, force=False).cached  # stale data
+    after = {name: (out / name / "model.safetensors").stat().st_mtime_ns for name in hashes(out)}
+    assert [name for name in before if before[name] != after[name]] == ["a"]  # only a retrains
+    assert hashes(out) == first_hashes
     assert json.loads((out / MANIFEST).read_text())["kernels"] == training_kernels()
     stale = json.loads((out / MANIFEST).read_text())
     stale["kernels"] = "trained with other CPU kernels"
@@ -89,6 +94,20 @@ def test_build_cache_determinism_and_locality(tmp_path: Path) -> None:
     rebuilt = build_recipes(TINY, tmp_path / "other", seed=0, jobs=1, force=False)
     assert not rebuilt.cached  # ... and a different seed is not a cache hit
     assert hashes(rebuilt.root) == hashes(out)  # bit-identical, whatever the job count
+
+
+def test_a_changed_source_changes_only_the_data_fingerprints_that_draw_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = [data_fingerprint(r) for r in TINY]
+    assert len(set(before)) == 3
+    monkeypatch.setitem(SOURCES, "j-read", lambda rng: ("", f"tom {rng.randint(0, 9)} pens ."))
+    data_fingerprint.cache_clear()
+    try:
+        after = [data_fingerprint(r) for r in TINY]
+    finally:
+        data_fingerprint.cache_clear()
+    assert [b == a for b, a in zip(before, after, strict=True)] == [True, False, True]
 
 
 def test_failed_build_leaves_nothing(tmp_path: Path) -> None:

@@ -2,9 +2,11 @@
 
 ``build_zoo`` trains the base, then its fine-tunes, ``jobs`` processes at a time, each with
 one intra-op thread, into a temporary folder next to ``out`` that is renamed into place only
-when every model is written. A manifest (``zoo.json``: seed, world version, per-model recipe,
-weight hash and timings) makes a second build with the same seed and recipes a cache hit
-that reads nothing but the manifest and the weight hashes.
+when every model is written. A manifest (``zoo.json``: seed, world version, kernels and,
+per model, its recipe, a fingerprint of its training data, weight hash and timings) makes a
+second build with the same seed and recipes a cache hit that reads nothing but the manifest
+and the weight hashes; after a change, only the models whose recipe or data changed (and
+their children) are trained again.
 """
 
 from __future__ import annotations
@@ -87,22 +89,32 @@ def _sha256(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def world_fingerprint() -> str:
-    """Digest of the world's definition (vocabulary, tasks, samples of every data source):
-    a zoo built by other generator code is stale even when recipes and seed match."""
+def _held_out_prompts() -> list[str]:
+    from mergelab.zoo.tasks import task_prompts
+
+    return sorted(task_prompts())
+
+
+@functools.cache
+def data_fingerprint(recipe: Recipe) -> str:
+    """Digest of what ``recipe`` trains on as the generator code makes it: its world's
+    vocabulary, samples of each source in its mix, and the task prompts kept out of training.
+    A model built by other generator code is stale even when its recipe and seed match; a
+    change to one source retrains only the models that draw from it (and their children)."""
     import random
 
     from mergelab.zoo.data import SOURCES
-    from mergelab.zoo.tasks import generate_tasks
-    from mergelab.zoo.tokenizer import WORLDS, build_tokenizer
+    from mergelab.zoo.tokenizer import build_tokenizer
 
-    rng = random.Random("fingerprint")
-    samples = {name: [source(rng) for _ in range(20)] for name, source in sorted(SOURCES.items())}
+    samples = {}
+    for name, _ in sorted(recipe.mix):
+        rng = random.Random(f"fingerprint:{name}")
+        samples[name] = [SOURCES[name](rng) for _ in range(20)]
     text = json.dumps(
         [
-            {world: sorted(build_tokenizer(world).get_vocab().items()) for world in WORLDS},
+            sorted(build_tokenizer(recipe.world).get_vocab().items()),
             samples,
-            generate_tasks(),
+            _held_out_prompts(),
         ],
         sort_keys=True,
     )
@@ -113,6 +125,13 @@ def _recipe_record(recipe: Recipe) -> dict[str, object]:
     return json.loads(json.dumps(asdict(recipe)))  # tuples -> lists, as stored in JSON
 
 
+def _same_recipe(entry: dict[str, object], recipe: Recipe) -> bool:
+    """Whether a manifest entry was trained from ``recipe`` on today's data."""
+    return entry.get("recipe") == _recipe_record(recipe) and entry.get("data") == data_fingerprint(
+        recipe
+    )
+
+
 def _read_cached(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> ZooManifest | None:
     """The manifest of a finished zoo at ``out`` built from the current recipes, else None."""
     try:
@@ -121,7 +140,7 @@ def _read_cached(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> ZooManife
         return None
     if data.get("world_version") != WORLD_VERSION or data.get("seed") != seed:
         return None
-    if data.get("world") != world_fingerprint() or data.get("kernels") != training_kernels():
+    if data.get("kernels") != training_kernels():
         return None
     stored = data.get("models", {})
     if sorted(stored) != sorted(r.name for r in recipes):
@@ -130,7 +149,7 @@ def _read_cached(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> ZooManife
     for recipe in recipes:
         entry = stored[recipe.name]
         weights = out / recipe.name / WEIGHTS
-        if entry.get("recipe") != _recipe_record(recipe) or not weights.is_file():
+        if not _same_recipe(entry, recipe) or not weights.is_file():
             return None
         if _sha256(weights) != entry.get("sha256"):
             return None
@@ -154,13 +173,13 @@ def _reusable(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> dict[str, di
         return {}
     if data.get("world_version") != WORLD_VERSION or data.get("seed") != seed:
         return {}
-    if data.get("world") != world_fingerprint() or data.get("kernels") != training_kernels():
+    if data.get("kernels") != training_kernels():
         return {}
     keep: dict[str, dict[str, object]] = {}
     for recipe in recipes:
         entry = data.get("models", {}).get(recipe.name)
         weights = out / recipe.name / WEIGHTS
-        if not entry or entry.get("recipe") != _recipe_record(recipe) or not weights.is_file():
+        if not entry or not _same_recipe(entry, recipe) or not weights.is_file():
             continue
         if recipe.parent is not None and (
             recipe.parent not in keep or entry.get("parent_sha256") != keep[recipe.parent]["sha256"]
@@ -271,6 +290,7 @@ def _build_unlocked(
                 "path": r.name,
                 "description": r.description,
                 "recipe": _recipe_record(r),
+                "data": data_fingerprint(r),
                 "sha256": _sha256(work / r.name / WEIGHTS),
                 "parent_sha256": _sha256(work / r.parent / WEIGHTS) if r.parent else None,
                 "seconds": round(results[r.name][0], 2),
@@ -280,7 +300,6 @@ def _build_unlocked(
         }
         manifest = {
             "world_version": WORLD_VERSION,
-            "world": world_fingerprint(),
             "kernels": training_kernels(),
             "seed": seed,
             "jobs": jobs,
