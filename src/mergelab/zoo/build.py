@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -88,7 +89,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@functools.lru_cache(maxsize=1)
+@functools.cache
 def _held_out_prompts() -> list[str]:
     from mergelab.zoo.tasks import task_prompts
 
@@ -127,20 +128,31 @@ def _recipe_record(recipe: Recipe) -> dict[str, object]:
 
 def _same_recipe(entry: dict[str, object], recipe: Recipe) -> bool:
     """Whether a manifest entry was trained from ``recipe`` on today's data."""
-    return entry.get("recipe") == _recipe_record(recipe) and entry.get("data") == data_fingerprint(
-        recipe
-    )
+    if entry.get("recipe") != _recipe_record(recipe):
+        return False
+    return entry.get("data") == data_fingerprint(recipe)
 
 
-def _read_cached(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> ZooManifest | None:
-    """The manifest of a finished zoo at ``out`` built from the current recipes, else None."""
+def _compatible_manifest(out: Path, seed: int) -> dict[str, Any] | None:
+    """The manifest at ``out`` when it was written for this world version, seed and these
+    training kernels, else None (also for a missing or unreadable one)."""
     try:
         data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if not isinstance(data, dict):
+        return None
     if data.get("world_version") != WORLD_VERSION or data.get("seed") != seed:
         return None
     if data.get("kernels") != training_kernels():
+        return None
+    return data
+
+
+def _read_cached(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> ZooManifest | None:
+    """The manifest of a finished zoo at ``out`` built from the current recipes, else None."""
+    data = _compatible_manifest(out, seed)
+    if data is None:
         return None
     stored = data.get("models", {})
     if sorted(stored) != sorted(r.name for r in recipes):
@@ -167,13 +179,8 @@ def _read_cached(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> ZooManife
 def _reusable(out: Path, seed: int, recipes: tuple[Recipe, ...]) -> dict[str, dict[str, object]]:
     """Manifest entries of models in an earlier build at ``out`` that need no retraining:
     same world version, seed and recipe, intact weights, and a parent that is reused too."""
-    try:
-        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if data.get("world_version") != WORLD_VERSION or data.get("seed") != seed:
-        return {}
-    if data.get("kernels") != training_kernels():
+    data = _compatible_manifest(out, seed)
+    if data is None:
         return {}
     keep: dict[str, dict[str, object]] = {}
     for recipe in recipes:
