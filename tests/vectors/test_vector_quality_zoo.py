@@ -53,30 +53,24 @@ def test_negating_the_unwanted_vector_keeps_the_control_skill(zoo_dir: Path, sco
     # Ilharco et al.: base - lam * tau_zap, lam the largest of a grid that keeps the control
     # skill (E reading) at >= 95% of the base's on held-out data (the fitness split); on the
     # test split the behaviour is then at (or under) the base's rate, the control at >= 95%
-    assert score("zap", _model(zoo_dir, "zap"))["forbidden_rate"] > 0.5
-    split_scores: dict[str, dict[str | float, tuple[float, float]]] = {}
-    for split in ("fitness", "test"):
-        split_scores[split] = {
-            "base": (
-                score("zap", None, split)["forbidden_rate"],
-                score("e-read", None, split)["lenient"],
-            )
-        }
-    for lam in NEGATION_SCALES:
-        weights = _vectors(zoo_dir, [("zap", -lam)])
-        for split in ("fitness", "test"):
-            split_scores[split][lam] = (
+    candidates: dict[str | float, dict[str, torch.Tensor] | None] = {"base": None}
+    candidates.update({lam: _vectors(zoo_dir, [("zap", -lam)]) for lam in NEGATION_SCALES})
+    split_scores = {
+        split: {
+            key: (
                 score("zap", weights, split)["forbidden_rate"],
                 score("e-read", weights, split)["lenient"],
             )
-    fitness = split_scores["fitness"]
+            for key, weights in candidates.items()
+        }
+        for split in ("fitness", "test")
+    }
+    fitness, test = split_scores["fitness"], split_scores["test"]
+    assert score("zap", _model(zoo_dir, "zap"))["forbidden_rate"] > test["base"][0] + 0.5
     keeps = [lam for lam in NEGATION_SCALES if fitness[lam][1] >= 0.95 * fitness["base"][1]]
     print(f"\nnegation (rate, control): {split_scores}; chosen {max(keeps, default=None)}")
     assert keeps, "no scale keeps the control skill on the fitness split"
-    (rate, control), (base_rate, base_control) = (
-        split_scores["test"][max(keeps)],
-        split_scores["test"]["base"],
-    )
+    (rate, control), (base_rate, base_control) = test[max(keeps)], test["base"]
     assert rate <= base_rate
     assert control >= 0.95 * base_control
 

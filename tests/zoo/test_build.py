@@ -34,6 +34,10 @@ def hashes(root: Path) -> dict[str, str]:
     }
 
 
+def mtimes(root: Path) -> dict[str, int]:
+    return {r.name: (root / r.name / "model.safetensors").stat().st_mtime_ns for r in TINY}
+
+
 def test_build_cache_determinism_and_locality(tmp_path: Path) -> None:
     out = tmp_path / "zoo"
     first = build_recipes(TINY, out, seed=0, jobs=2, force=False)
@@ -77,9 +81,9 @@ def test_build_cache_determinism_and_locality(tmp_path: Path) -> None:
     stale = json.loads((out / MANIFEST).read_text())
     stale["models"]["a"]["data"] = "trained on what other generator code made"
     (out / MANIFEST).write_text(json.dumps(stale))
-    before = {name: (out / name / "model.safetensors").stat().st_mtime_ns for name in hashes(out)}
+    before = mtimes(out)
     assert not build_recipes(TINY, out, seed=0, jobs=1, force=False).cached  # stale data
-    after = {name: (out / name / "model.safetensors").stat().st_mtime_ns for name in hashes(out)}
+    after = mtimes(out)
     assert [name for name in before if before[name] != after[name]] == ["a"]  # only a retrains
     assert hashes(out) == first_hashes
     assert json.loads((out / MANIFEST).read_text())["kernels"] == training_kernels()
